@@ -1,0 +1,112 @@
+"""The evstore exception hierarchy: every error names the problem and the remedy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class EvstoreError(Exception):
+    """An evstore operation failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class InvalidURL(EvstoreError, ValueError):
+    """The database URL is malformed or uses a scheme evstore does not know."""
+
+
+class ConnectionFailed(EvstoreError):
+    """The database could not be reached."""
+
+
+class StoreClosed(EvstoreError):
+    """The store is closed; open a new one with evstore.connect(url)."""
+
+
+class InvalidInput(EvstoreError, ValueError):
+    """An argument was refused before anything was written."""
+
+
+class DatabaseError(EvstoreError):
+    """The database refused an operation that evstore has no more specific error for."""
+
+
+class AppendOnlyViolation(DatabaseError):
+    """evstore: event_store is append-only; append a compensating event instead of changing one."""
+
+
+class MigrationError(EvstoreError):
+    """A migration could not be read, applied or rolled back."""
+
+
+class MigrationsNotFound(MigrationError):
+    """The migrations folder does not exist."""
+
+
+class MigrationFailed(MigrationError):
+    """A migration failed and was rolled back."""
+
+    def __init__(self, migration_id: str, statement: str | None, cause: str) -> None:
+        self.migration_id = migration_id
+        self.statement = statement
+        shown = (statement or "(unknown statement)").strip()
+        if len(shown) > 500:
+            shown = shown[:500] + " ..."
+        super().__init__(
+            f"migration {migration_id} failed and was rolled back; nothing of it was applied.\n"
+            f"  statement: {shown}\n"
+            f"  error: {cause.strip()}\n"
+            f"Fix the migration file and run migrate again."
+        )
+
+
+class MigrationLocked(MigrationError):
+    """Another process holds the migration lock."""
+
+
+class ChecksumMismatch(MigrationError):
+    """A migration applied to the database has changed on disk since it was applied."""
+
+    def __init__(self, migration_ids: Sequence[str], where: str) -> None:
+        self.migration_ids = list(migration_ids)
+        super().__init__(
+            f"applied migration(s) changed on disk since they were applied to {where}: "
+            f"{', '.join(self.migration_ids)}. Applied migrations are history: restore the "
+            "original file from version control and put the change in a new migration "
+            "(`evstore new NAME`)."
+        )
+
+
+class UnknownMigration(MigrationError):
+    """The named migration does not exist in the folder."""
+
+
+class WrongExpectedVersion(EvstoreError):
+    """The stream's version is not the one the caller expected."""
+
+    def __init__(self, stream_id: str, expected: object, actual: int | None) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        shown_actual = "no stream" if actual is None else str(actual)
+        super().__init__(
+            f"Wrong expected version: {expected} (Stream: {stream_id!r}, Stream Version: "
+            f"{shown_actual}). Read the stream again and retry with its current version."
+        )
+
+
+class DuplicateEventId(EvstoreError):
+    """An event id already exists in the log at another place."""
+
+    def __init__(self, event_ids: Sequence[str], detail: str = "") -> None:
+        self.event_ids = list(event_ids)
+        super().__init__(
+            f"event id(s) already stored elsewhere in the log: {', '.join(self.event_ids)}"
+            f"{'; ' + detail if detail else ''}. Event ids are unique across the log; "
+            "generate new ids (leave event_id=None) for new events."
+        )
+
+
+class SnapshotError(EvstoreError, ValueError):
+    """A snapshot was refused."""

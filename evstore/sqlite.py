@@ -1,0 +1,335 @@
+"""The SQLite dialect: stdlib sqlite3, one writer at a time, BEGIN IMMEDIATE for appends."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from evstore.backend import AppendConflict
+from evstore.errors import (
+    AppendOnlyViolation,
+    ConnectionFailed,
+    DatabaseError,
+    EvstoreError,
+)
+from evstore.events import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    EncodedEvent,
+    Expected,
+    RecordedEvent,
+    Snapshot,
+)
+from evstore.urls import DatabaseURL, Dialect
+
+BUSY_TIMEOUT_S = 30.0
+_ROWS_PER_INSERT = 1000  # 6 parameters a row, well under SQLite's 32766-variable limit
+
+_EVENT_COLUMNS = (
+    "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at"
+)
+_loads = json.loads
+_parse_time = datetime.fromisoformat  # reads the trailing Z as UTC on Python 3.11+
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(rows: int) -> str:
+    values = ",".join(["(?,?,?,?,?,?)"] * rows)
+    return (
+        "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata) "
+        f"VALUES {values} RETURNING position, version, recorded_at"
+    )
+
+
+def _record(row: tuple[Any, ...]) -> RecordedEvent:
+    return RecordedEvent(
+        row[0], row[1], row[2], row[3], row[4], _loads(row[5]), _loads(row[6]), _parse_time(row[7])
+    )
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """The one place where sqlite3 errors become evstore errors."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise translate(e) from e
+
+
+def translate(error: sqlite3.Error) -> EvstoreError:
+    message = str(error)
+    if "append-only" in message:
+        return AppendOnlyViolation()
+    if isinstance(error, sqlite3.OperationalError) and "locked" in message:
+        return DatabaseError(
+            f"SQLite database is locked ({message}) after waiting {BUSY_TIMEOUT_S:.0f}s; "
+            "another process holds a long write transaction, finish or stop it"
+        )
+    if isinstance(error, sqlite3.IntegrityError):
+        return DatabaseError(f"SQLite refused the write: {message}")
+    return DatabaseError(f"SQLite error: {message}")
+
+
+def open_connection(url: DatabaseURL) -> sqlite3.Connection:
+    path = url.sqlite_path
+    assert path is not None
+    if not url.is_memory:
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConnectionFailed(
+                f"cannot create the folder of SQLite database {path!r}: {e}; "
+                "choose a path you can write to"
+            ) from e
+    try:
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA foreign_keys = ON")
+        if not url.is_memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+    except sqlite3.Error as e:
+        raise ConnectionFailed(
+            f"cannot open SQLite database {path!r}: {e}; check the path and its permissions"
+        ) from e
+    return conn
+
+
+class SQLiteBackend:
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, url: DatabaseURL, connection: sqlite3.Connection | None = None) -> None:
+        self.url = url
+        self.conn = connection if connection is not None else open_connection(url)
+        self._owns_connection = connection is None
+        self._depth = 0
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        if self._owns_connection:
+            self.conn.close()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction; nested calls become savepoints."""
+        with self._lock:
+            conn = self.conn
+            if self._depth == 0:
+                with translated():
+                    conn.execute("BEGIN IMMEDIATE")
+                begin, commit, undo = None, "COMMIT", "ROLLBACK"
+            else:
+                name = f"evstore_{self._depth}"
+                begin = f"SAVEPOINT {name}"
+                commit, undo = f"RELEASE {name}", f"ROLLBACK TO {name}; RELEASE {name}"
+                conn.execute(begin)
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                for stmt in undo.split("; "):
+                    conn.execute(stmt)
+                raise
+            self._depth -= 1
+            with translated():
+                conn.execute(commit)
+
+    # -- append ------------------------------------------------------------------------------
+
+    def append(
+        self, stream_id: str, events: Sequence[EncodedEvent], expected: Expected
+    ) -> list[RecordedEvent]:
+        conn = self.conn
+        n = len(events)
+        with self.transaction():
+            row = conn.execute(
+                "SELECT version FROM stream WHERE stream_id = ?", (stream_id,)
+            ).fetchone()
+            current = None if row is None else row[0]
+            if not _matches(expected, current):
+                raise AppendConflict("version")
+            start = 0 if current is None else current
+            with translated():
+                if current is None:
+                    conn.execute(
+                        "INSERT INTO stream (stream_id, version) VALUES (?, ?)", (stream_id, n)
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE stream SET version = ? WHERE stream_id = ?", (start + n, stream_id)
+                    )
+            returned: list[tuple[int, int, str]] = []
+            for offset in range(0, n, _ROWS_PER_INSERT):
+                chunk = events[offset : offset + _ROWS_PER_INSERT]
+                params: list[Any] = []
+                version = start + offset
+                for e in chunk:
+                    version += 1
+                    params += (e.event_id, stream_id, version, e.type, e.payload, e.metadata)
+                try:
+                    returned += conn.execute(_insert_sql(len(chunk)), params).fetchall()
+                except sqlite3.IntegrityError as error:
+                    if "event_store.event_id" in str(error):
+                        raise AppendConflict("event_id") from error
+                    if "event_store.stream_id, event_store.version" in str(error):
+                        raise AppendConflict("version") from error
+                    raise translate(error) from error
+        returned.sort(key=lambda r: r[1])
+        return [
+            RecordedEvent(
+                position,
+                stream_id,
+                version,
+                e.event_id,
+                e.type,
+                _loads(e.payload),
+                _loads(e.metadata),
+                _parse_time(recorded_at),
+            )
+            for (position, version, recorded_at), e in zip(returned, events, strict=True)
+        ]
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _select(self, sql: str, params: Sequence[Any]) -> list[RecordedEvent]:
+        with translated():
+            rows = self.conn.execute(sql, params).fetchall()
+        return [_record(r) for r in rows]
+
+    def find_events(self, event_ids: Sequence[str]) -> list[RecordedEvent]:
+        return self._select(
+            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE event_id IN "
+            f"(SELECT value FROM json_each(?)) ORDER BY position",
+            (json.dumps(list(event_ids)),),
+        )
+
+    def stream_version(self, stream_id: str) -> int | None:
+        with translated():
+            row = self.conn.execute(
+                "SELECT version FROM stream WHERE stream_id = ?", (stream_id,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def read_stream(
+        self, stream_id: str, from_version: int, limit: int | None, backwards: bool
+    ) -> list[RecordedEvent]:
+        cmp, order = ("<=", "DESC") if backwards else (">=", "ASC")
+        return self._select(
+            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE stream_id = ? AND version {cmp} ? "
+            f"ORDER BY version {order} LIMIT ?",
+            (stream_id, from_version, -1 if limit is None else limit),
+        )
+
+    def read_all(
+        self, after: int, limit: int, types: Sequence[str] | None
+    ) -> list[RecordedEvent]:
+        if types is None:
+            return self._select(
+                f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE position > ? "
+                "ORDER BY position LIMIT ?",
+                (after, limit),
+            )
+        return self._select(
+            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE position > ? AND event_type IN "
+            "(SELECT value FROM json_each(?)) ORDER BY position LIMIT ?",
+            (after, json.dumps(list(types)), limit),
+        )
+
+    def head_position(self) -> int:
+        with translated():
+            row = self.conn.execute("SELECT max(position) FROM event_store").fetchone()
+        return int(row[0] or 0)
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def save_snapshot(self, stream_id: str, version: int, state: str) -> Snapshot:
+        with translated():
+            row = self.conn.execute(
+                "INSERT INTO snapshot (stream_id, version, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (stream_id, version) DO UPDATE SET state = excluded.state, "
+                "created_at = excluded.created_at RETURNING created_at",
+                (stream_id, version, state),
+            ).fetchone()
+        return Snapshot(stream_id, version, _loads(state), _parse_time(row[0]))
+
+    def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        with translated():
+            row = self.conn.execute(
+                "SELECT stream_id, version, state, created_at FROM snapshot WHERE stream_id = ? "
+                "ORDER BY version DESC LIMIT 1",
+                (stream_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return Snapshot(row[0], row[1], _loads(row[2]), _parse_time(row[3]))
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def checkpoint(self, name: str, for_update: bool) -> int:
+        with translated():
+            row = self.conn.execute(
+                "SELECT position FROM subscription WHERE name = ? AND deleted_at IS NULL", (name,)
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_checkpoint(self, name: str, position: int) -> None:
+        with translated():
+            self.conn.execute(
+                "INSERT INTO subscription (name, position) VALUES (?, ?) "
+                "ON CONFLICT (name) WHERE deleted_at IS NULL DO UPDATE SET position = "
+                "excluded.position",
+                (name, position),
+            )
+
+    def delete_checkpoint(self, name: str) -> bool:
+        with translated():
+            cur = self.conn.execute(
+                "UPDATE subscription SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                "WHERE name = ? AND deleted_at IS NULL",
+                (name,),
+            )
+        return cur.rowcount > 0
+
+    # -- projections and tails ---------------------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with translated():
+            return self.conn.execute(sql, params).fetchall()
+
+    def changes(self, poll_interval: float) -> Iterator[None]:
+        """Yields whenever the database may hold new events. PRAGMA data_version changes when
+        another connection commits: one cheap read of a counter, no query of the log. An
+        in-memory database has one connection only, so it yields after every interval."""
+        conn = self.conn
+        last = conn.execute("PRAGMA data_version").fetchone()[0]
+        while True:
+            time.sleep(poll_interval)
+            current = conn.execute("PRAGMA data_version").fetchone()[0]
+            if current != last or self.url.is_memory:
+                last = current
+                yield
+
+
+def _matches(expected: Expected, current: int | None) -> bool:
+    if expected is ANY:
+        return True
+    if expected is NO_STREAM:
+        return current is None
+    if expected is STREAM_EXISTS:
+        return current is not None
+    return (current or 0) == expected

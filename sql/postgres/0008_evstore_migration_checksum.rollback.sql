@@ -1,0 +1,2 @@
+-- Drop evstore_migration_checksum.
+DROP TABLE evstore_migration_checksum;

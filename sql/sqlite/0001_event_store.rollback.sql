@@ -1,0 +1,2 @@
+-- Drop event_store with its constraints and indexes.
+DROP TABLE event_store;

@@ -1,0 +1,4 @@
+-- Intentionally empty on SQLite: the GIN indexes of PostgreSQL's 0003 have no SQLite counterpart.
+--
+-- Kept so that both folders hold the same migration ids in the same order; sql/parity.toml
+-- declares the two PostgreSQL indexes as PostgreSQL-only.

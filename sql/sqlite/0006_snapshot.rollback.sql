@@ -1,0 +1,2 @@
+-- Drop snapshot.
+DROP TABLE snapshot;

@@ -1,0 +1,4 @@
+-- Intentionally empty on SQLite: tailing readers poll PRAGMA data_version instead of LISTEN/NOTIFY.
+--
+-- Kept so that both folders hold the same migration ids in the same order; sql/parity.toml
+-- declares PostgreSQL's event_store_notify trigger and function as PostgreSQL-only.
