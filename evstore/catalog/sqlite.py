@@ -1,0 +1,307 @@
+"""Read a SQLite schema from sqlite_schema and the pragmas into the model.
+
+The pragmas give columns, keys, indexes and foreign keys; what SQLite keeps only in the stored
+CREATE text (constraint names, CHECK expressions, partial index predicates, trigger timing) is
+read from that text with a small tokenizer that respects quotes and parentheses."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+
+from evstore.catalog.model import (
+    Check,
+    Column,
+    ForeignKey,
+    Index,
+    PrimaryKey,
+    Schema,
+    Table,
+    Trigger,
+    Unique,
+)
+from evstore.catalog.postgres import IGNORED_TABLES
+
+_TOKEN = re.compile(
+    r"""\s+|--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|\w+|[^\s\w]""",
+    re.S,
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    start: int
+    end: int
+
+    @property
+    def upper(self) -> str:
+        return self.text.upper()
+
+
+def tokens(text: str) -> list[Token]:
+    """Significant tokens (no whitespace or comments) with their offsets in text."""
+    out = []
+    for m in _TOKEN.finditer(text):
+        t = m.group()
+        if t.isspace() or t.startswith("--") or t.startswith("/*"):
+            continue
+        out.append(Token(t, m.start(), m.end()))
+    return out
+
+
+def unquote(identifier: str) -> str:
+    if identifier[:1] in "\"`[" and len(identifier) > 1:
+        return identifier[1:-1].replace('""', '"')
+    return identifier
+
+
+def _closing(toks: list[Token], open_index: int) -> int:
+    depth = 0
+    for i in range(open_index, len(toks)):
+        if toks[i].text == "(":
+            depth += 1
+        elif toks[i].text == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    raise ValueError("unbalanced parentheses")
+
+
+def _table_body_items(sql: str) -> list[tuple[str, list[Token]]]:
+    """The comma-separated column and constraint definitions of a CREATE TABLE."""
+    toks = tokens(sql)
+    start = next(i for i, t in enumerate(toks) if t.text == "(")
+    end = _closing(toks, start)
+    items: list[tuple[str, list[Token]]] = []
+    depth, current = 0, []
+    for t in toks[start + 1 : end]:
+        if t.text == "(":
+            depth += 1
+        elif t.text == ")":
+            depth -= 1
+        if t.text == "," and depth == 0:
+            items.append((sql[current[0].start : current[-1].end], current))
+            current = []
+        else:
+            current.append(t)
+    if current:
+        items.append((sql[current[0].start : current[-1].end], current))
+    return items
+
+
+@dataclass
+class _ParsedTable:
+    checks: list[Check]
+    constraint_names: dict[tuple[str, tuple[str, ...]], str]  # (kind, columns) -> name
+    autoincrement: bool
+
+
+_CONSTRAINT_WORDS = {"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"}
+
+
+def _parse_table(sql: str) -> _ParsedTable:
+    checks: list[Check] = []
+    names: dict[tuple[str, tuple[str, ...]], str] = {}
+    autoincrement = False
+    for text, toks in _table_body_items(sql):
+        is_column = toks[0].upper not in _CONSTRAINT_WORDS
+        column = unquote(toks[0].text) if is_column else None
+        pending_name: str | None = None
+        i = 1 if is_column else 0
+        while i < len(toks):
+            word = toks[i].upper
+            if word == "CONSTRAINT":
+                pending_name = unquote(toks[i + 1].text)
+                i += 2
+                continue
+            if word == "CHECK":
+                close = _closing(toks, i + 1)
+                expr = sql[toks[i + 2].start : toks[close - 1].end] if close > i + 2 else ""
+                checks.append(Check(pending_name, expr))
+                pending_name, i = None, close + 1
+                continue
+            if word in ("PRIMARY", "UNIQUE", "FOREIGN"):
+                kind = {"PRIMARY": "p", "UNIQUE": "u", "FOREIGN": "f"}[word]
+                j = i + 1 + (1 if word in ("PRIMARY", "FOREIGN") else 0)  # skip KEY
+                if j < len(toks) and toks[j].text == "(":
+                    close = _closing(toks, j)
+                    cols = tuple(
+                        unquote(t.text) for t in toks[j + 1 : close]
+                        if t.text != "," and t.upper not in ("ASC", "DESC", "AUTOINCREMENT")
+                    )
+                    i = close + 1
+                else:
+                    cols = (column,) if column else ()
+                    i = j
+                if pending_name:
+                    names[(kind, cols)] = pending_name
+                pending_name = None
+                continue
+            if word == "AUTOINCREMENT":
+                autoincrement = True
+            i += 1
+        del text
+    return _ParsedTable(checks, names, autoincrement)
+
+
+def _index_predicate(sql: str) -> str | None:
+    toks = tokens(sql)
+    depth = 0
+    for i, t in enumerate(toks):
+        if t.text == "(":
+            depth += 1
+        elif t.text == ")":
+            depth -= 1
+        elif depth == 0 and t.upper == "WHERE" and i + 1 < len(toks):
+            return sql[toks[i + 1].start : toks[-1].end].rstrip(";").strip()
+    return None
+
+
+def _index_expressions(sql: str) -> list[str]:
+    toks = tokens(sql)
+    on = next(i for i, t in enumerate(toks) if t.upper == "ON")
+    start = next(i for i in range(on, len(toks)) if toks[i].text == "(")
+    end = _closing(toks, start)
+    parts, depth, current = [], 0, []
+    for t in toks[start + 1 : end]:
+        if t.text == "(":
+            depth += 1
+        elif t.text == ")":
+            depth -= 1
+        if t.text == "," and depth == 0:
+            parts.append(current)
+            current = []
+        else:
+            current.append(t)
+    parts.append(current)
+    out = []
+    for part in parts:
+        while part and part[-1].upper in ("ASC", "DESC"):
+            part = part[:-1]
+        out.append(sql[part[0].start : part[-1].end])
+    return out
+
+
+def _trigger_shape(sql: str) -> tuple[str, tuple[str, ...], str]:
+    toks = [t.upper for t in tokens(sql)]
+    on = toks.index("ON")
+    head = toks[:on]
+    timing = "INSTEAD OF" if "INSTEAD" in head else ("AFTER" if "AFTER" in head else "BEFORE")
+    events = tuple(sorted(e for e in ("INSERT", "UPDATE", "DELETE") if e in head))
+    return timing, events, "ROW"
+
+
+def introspect(conn: sqlite3.Connection) -> Schema:
+    """The schema of a SQLite database, leaving out yoyo's tables and sqlite_* internals."""
+    rows = conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_schema "
+        "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name"
+    ).fetchall()
+    result = Schema(dialect="sqlite")
+    for kind, name, table, sql in rows:
+        if table in IGNORED_TABLES or sql is None:
+            continue
+        if kind == "table":
+            result.tables[name] = _table(conn, name, sql)
+        elif kind == "index":
+            result.indexes[name] = _index(conn, name, table, sql)
+        elif kind == "trigger":
+            timing, events, level = _trigger_shape(sql)
+            result.triggers[name] = Trigger(name, table, timing, events, level, None)
+    return result
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _table(conn: sqlite3.Connection, name: str, sql: str) -> Table:
+    parsed = _parse_table(sql)
+    info = conn.execute(f"SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden "
+                        f"FROM pragma_table_xinfo({_q(name)}) ORDER BY cid").fetchall()
+    pk_cols = tuple(r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5]))
+    rowid_alias = len(pk_cols) == 1 and any(
+        r[1] == pk_cols[0] and r[2].upper() == "INTEGER" for r in info
+    )
+    columns = []
+    for cid, col, type_, not_null, default, _pk, hidden in info:
+        if hidden in (1,):  # virtual-table hidden columns are not part of the schema
+            continue
+        identity = None
+        if rowid_alias and col == pk_cols[0]:
+            identity = "generated" if parsed.autoincrement else "rowid"
+        columns.append(
+            Column(
+                name=col,
+                position=cid + 1,
+                type=type_,
+                not_null=bool(not_null) or identity is not None,
+                default=default,
+                identity=identity,
+            )
+        )
+    primary_key = (
+        PrimaryKey(parsed.constraint_names.get(("p", pk_cols)), pk_cols) if pk_cols else None
+    )
+    uniques = []
+    for _seq, index_name, unique, origin, _partial in conn.execute(
+        f"SELECT seq, name, \"unique\", origin, partial FROM pragma_index_list({_q(name)})"
+    ).fetchall():
+        if origin != "u":
+            continue
+        cols = tuple(
+            r[0] for r in conn.execute(
+                f"SELECT name FROM pragma_index_info({_q(index_name)}) ORDER BY seqno"
+            ).fetchall()
+        )
+        uniques.append(Unique(parsed.constraint_names.get(("u", cols)), cols))
+    fk_rows = conn.execute(
+        f"SELECT id, seq, \"table\", \"from\", \"to\", on_update, on_delete "
+        f"FROM pragma_foreign_key_list({_q(name)}) ORDER BY id, seq"
+    ).fetchall()
+    grouped: dict[int, list[tuple[object, ...]]] = {}
+    for r in fk_rows:
+        grouped.setdefault(r[0], []).append(r)
+    fks = []
+    for parts in grouped.values():
+        cols = tuple(str(p[3]) for p in parts)
+        ref_cols = tuple(str(p[4]) for p in parts)
+        fks.append(
+            ForeignKey(
+                parsed.constraint_names.get(("f", cols)),
+                cols,
+                str(parts[0][2]),
+                ref_cols,
+                str(parts[0][6]).upper(),
+                str(parts[0][5]).upper(),
+            )
+        )
+    return Table(
+        name=name,
+        columns=tuple(columns),
+        primary_key=primary_key,
+        uniques=tuple(sorted(uniques, key=lambda u: (u.name or "", u.columns))),
+        checks=tuple(sorted(parsed.checks, key=lambda c: (c.name or "", c.expression))),
+        foreign_keys=tuple(sorted(fks, key=lambda f: (f.name or "", f.columns))),
+    )
+
+
+def _index(conn: sqlite3.Connection, name: str, table: str, sql: str) -> Index:
+    listed = {
+        r[0]: (bool(r[1]), bool(r[2]))
+        for r in conn.execute(
+            f"SELECT name, \"unique\", partial FROM pragma_index_list({_q(table)})"
+        ).fetchall()
+    }
+    unique, _partial = listed.get(name, (False, False))
+    key_rows = conn.execute(
+        f"SELECT seqno, cid, name FROM pragma_index_xinfo({_q(name)}) WHERE key = 1 "
+        "ORDER BY seqno"
+    ).fetchall()
+    expressions = _index_expressions(sql)
+    columns = tuple(
+        str(r[2]) if r[1] >= 0 else expressions[r[0]] for r in key_rows
+    )
+    return Index(name, table, columns, unique, _index_predicate(sql), "btree")

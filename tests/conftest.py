@@ -1,0 +1,123 @@
+"""Fixtures: one contract, run on a SQLite file, SQLite in memory and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import evstore
+from evstore.urls import parse_url
+from tests.pg_server import find_server, server_version
+
+ROOT = Path(__file__).resolve().parent.parent
+SQL = ROOT / "sql"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+_server: dict[str, str] = {}
+_stack = contextlib.ExitStack()
+
+
+def _pg_server() -> str | None:
+    """The server DSN, found once per run; None (with the reason kept) when there is none."""
+    if "dsn" in _server or "error" in _server:
+        return _server.get("dsn")
+    try:
+        dsn, how = _stack.enter_context(find_server())
+        _server.update(dsn=dsn, how=how, version=server_version(dsn))
+    except Exception as e:
+        _server["error"] = str(e)
+    return _server.get("dsn")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    dsn = _pg_server()
+    pg = (
+        f"PostgreSQL {_server['version']} ({_server['how']})"
+        if dsn
+        else f"PostgreSQL: none ({_server.get('error')})"
+    )
+    return [f"SQLite {sqlite3.sqlite_version}; {pg}"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _stack.close()
+
+
+def require_pg() -> str:
+    dsn = _pg_server()
+    if dsn is None:
+        reason = f"no PostgreSQL server: {_server.get('error')}"
+        if IN_CI:
+            pytest.fail(f"CI=true and {reason}", pytrace=False)
+        pytest.skip(reason)
+    return dsn
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str = "evstore_test") -> Iterator[str]:
+    """A database created for one test and dropped after it, on the test server."""
+    server = parse_url(require_pg())
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    assert server.conninfo is not None
+    with psycopg.connect(server.conninfo, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.with_database(name).url
+    finally:
+        with psycopg.connect(server.conninfo, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with scratch_database() as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/evstore.db"
+
+
+BACKENDS = [
+    "sqlite-file",
+    "sqlite-memory",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite-file":
+        yield f"sqlite:///{tmp_path}/evstore.db"
+    elif request.param == "sqlite-memory":
+        yield "sqlite:///:memory:"
+    else:
+        with scratch_database() as pg:
+            yield pg
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[evstore.Store]:
+    """A migrated store on each backend."""
+    with evstore.connect(url) as s:
+        s.migrate()
+        yield s
+
+
+@pytest.fixture(params=["sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)])
+def file_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Backends that several processes can share (not the in-memory database)."""
+    if request.param == "sqlite-file":
+        yield f"sqlite:///{tmp_path}/evstore.db"
+    else:
+        with scratch_database() as pg:
+            yield pg

@@ -1,0 +1,120 @@
+"""Where the tests find a PostgreSQL server: a DSN, a throwaway local server, or a container."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _bindir() -> Path | None:
+    pg_config = shutil.which("pg_config")
+    candidates: list[Path] = []
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for path in candidates:
+        if (path / "initdb").exists() and (path / "pg_ctl").exists():
+            return path
+    return None
+
+
+@contextlib.contextmanager
+def throwaway_server() -> Iterator[str]:
+    """initdb + pg_ctl in a temporary folder, as an unprivileged user when run as root."""
+    bindir = _bindir()
+    if bindir is None:
+        raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl) found")
+    workdir = Path(tempfile.mkdtemp(prefix="evstore-pg-"))
+    data, sock = workdir / "data", workdir / "sock"
+    sock.mkdir()
+    preexec = None
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres" if _has_user("postgres") else "nobody")
+        os.chown(workdir, user.pw_uid, user.pw_gid)
+        os.chown(sock, user.pw_uid, user.pw_gid)
+
+        def preexec() -> None:
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+
+    port = _free_port()
+    env = {**os.environ, "LC_ALL": "C"}
+    subprocess.run(
+        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
+        check=True, capture_output=True, preexec_fn=preexec, env=env, cwd=workdir,
+    )
+    subprocess.run(
+        [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(workdir / "log"), "-w", "-o",
+         f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+        check=True, capture_output=True, preexec_fn=preexec, env=env, cwd=workdir,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True, preexec_fn=preexec, env=env, cwd=workdir,
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def container_server() -> Iterator[str]:
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:15", driver=None) as pg:
+        yield pg.get_connection_url()
+
+
+@contextlib.contextmanager
+def find_server() -> Iterator[tuple[str, str]]:
+    """Yields (server DSN, how it was found); raises RuntimeError with every reason tried."""
+    dsn = os.environ.get("EVSTORE_TEST_PG_DSN")
+    if dsn:
+        yield dsn, "EVSTORE_TEST_PG_DSN"
+        return
+    reasons = []
+    try:
+        with throwaway_server() as url:
+            yield url, "throwaway server from the local PostgreSQL binaries"
+            return
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
+        reasons.append(f"throwaway server: {e}")
+    try:
+        with container_server() as url:
+            yield url, "testcontainers"
+            return
+    except Exception as e:  # no Docker engine, or testcontainers missing
+        reasons.append(f"testcontainers: {type(e).__name__}")
+    raise RuntimeError("; ".join(reasons))
+
+
+def server_version(dsn: str) -> str:
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else "?"
