@@ -227,6 +227,10 @@ class Store:
             "append with the same expected version",
         )
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run SQL with ? placeholders on either dialect (read models, ad-hoc queries)."""
+        return self._live().execute(sql, params)
+
     # -- reading -----------------------------------------------------------------------------
 
     def stream_version(self, stream_id: str) -> int | None:

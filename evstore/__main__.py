@@ -1,0 +1,5 @@
+import sys
+
+from evstore.cli import main
+
+sys.exit(main())

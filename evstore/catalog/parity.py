@@ -1,0 +1,194 @@
+"""`evstore parity` and `evstore drift`: build schemas in scratch databases and compare them."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from evstore.catalog import postgres as pg_catalog
+from evstore.catalog import sqlite as sqlite_catalog
+from evstore.catalog.declared import Declared, load_declared
+from evstore.catalog.diff import Difference, differences, drift
+from evstore.catalog.model import Schema
+from evstore.errors import ConnectionFailed, InvalidURL
+from evstore.migrations import Migrator
+from evstore.urls import DatabaseURL, parse_url
+
+
+@dataclass(frozen=True)
+class Report:
+    differences: list[Difference]
+    postgres: Schema
+    sqlite: Schema
+
+    @property
+    def equal(self) -> bool:
+        return not self.differences
+
+
+def migration_ids(folder: Path) -> tuple[set[str], set[str]]:
+    """(forward ids, ids that have a rollback file) of a migrations folder."""
+    forward = {p.name[:-4] for p in folder.glob("*.sql") if not p.name.endswith(".rollback.sql")}
+    rollbacks = {p.name[: -len(".rollback.sql")] for p in folder.glob("*.rollback.sql")}
+    return forward, rollbacks
+
+
+def migration_differences(pg_dir: Path, sqlite_dir: Path) -> list[Difference]:
+    """The id lists are a parity check of their own: same ids, each with a rollback file."""
+    pg_ids, pg_rollbacks = migration_ids(pg_dir)
+    lite_ids, lite_rollbacks = migration_ids(sqlite_dir)
+    found = []
+    for mid in sorted(pg_ids | lite_ids):
+        if (mid in pg_ids) != (mid in lite_ids):
+            found.append(Difference(f"migration {mid}", "exists", mid in pg_ids, mid in lite_ids))
+            continue
+        if mid not in pg_rollbacks or mid not in lite_rollbacks:
+            found.append(
+                Difference(
+                    f"migration {mid}", "rollback file", mid in pg_rollbacks,
+                    mid in lite_rollbacks,
+                )
+            )
+    return found
+
+
+def _connect_pg(url: DatabaseURL) -> psycopg.Connection[Any]:
+    assert url.conninfo is not None
+    try:
+        return psycopg.connect(url.conninfo, autocommit=True, connect_timeout=10)
+    except psycopg.Error as e:
+        raise ConnectionFailed(
+            f"cannot connect to PostgreSQL at {url.redacted}: "
+            f"{str(e).strip().splitlines()[0]}; check that the server is running and the URL"
+        ) from e
+
+
+@contextlib.contextmanager
+def scratch_postgres(server: DatabaseURL, prefix: str = "evstore_scratch") -> Iterator[DatabaseURL]:
+    """A database created on the server for one comparison, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with _connect_pg(server) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.with_database(name)
+    finally:
+        with _connect_pg(server) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def build_postgres(url: DatabaseURL, folder: Path) -> None:
+    migrator = Migrator(url, folder)
+    try:
+        migrator.apply()
+    finally:
+        migrator.close()
+
+
+def build_sqlite(path: Path, folder: Path) -> DatabaseURL:
+    url = parse_url(f"sqlite:///{path}")
+    migrator = Migrator(url, folder)
+    try:
+        migrator.apply()
+    finally:
+        migrator.close()
+    return url
+
+
+def introspect_sqlite(path: str) -> Schema:
+    conn = sqlite3.connect(path)
+    try:
+        return sqlite_catalog.introspect(conn)
+    finally:
+        conn.close()
+
+
+def _require_postgres(url: str | None, option: str) -> DatabaseURL:
+    if not url:
+        raise InvalidURL(
+            f"parity needs a PostgreSQL server: pass {option} postgresql://user@host/db or set "
+            "EVSTORE_PG_URL"
+        )
+    parsed = parse_url(url)
+    if parsed.dialect != "postgres":
+        raise InvalidURL(f"{option} must be a PostgreSQL URL, not {parsed.redacted}")
+    return parsed
+
+
+def _compare(
+    conn: psycopg.Connection[Any], lite: Schema, declared: Declared
+) -> tuple[Schema, list[Difference]]:
+    pg = pg_catalog.introspect(conn)
+    normalizer = pg_catalog.ExpressionNormalizer(conn)
+    return pg, differences(pg, lite, declared, normalizer)
+
+
+def run_parity(
+    postgres_url: str | None,
+    pg_dir: Path,
+    sqlite_dir: Path,
+    declared_file: Path | None,
+) -> Report:
+    """Apply each folder to a scratch database through yoyo, then compare the catalogs."""
+    server = _require_postgres(postgres_url, "--postgres")
+    declared = load_declared(declared_file)
+    with tempfile.TemporaryDirectory(prefix="evstore-parity-") as tmp:
+        lite_path = Path(tmp) / "parity.db"
+        build_sqlite(lite_path, sqlite_dir)
+        lite = introspect_sqlite(str(lite_path))
+    with scratch_postgres(server, "evstore_parity") as scratch:
+        build_postgres(scratch, pg_dir)
+        with _connect_pg(scratch) as conn:
+            pg, found = _compare(conn, lite, declared)
+    found = sorted(found + migration_differences(pg_dir, sqlite_dir))
+    return Report(found, pg, lite)
+
+
+def run_live(
+    postgres_url: str | None, sqlite_url: str, declared_file: Path | None
+) -> Report:
+    """Compare an existing PostgreSQL database with an existing SQLite file, migrating nothing."""
+    pg_url = _require_postgres(postgres_url, "--postgres")
+    lite_url = parse_url(sqlite_url)
+    if lite_url.dialect != "sqlite" or lite_url.is_memory:
+        raise InvalidURL("--sqlite must be the URL of a SQLite file: sqlite:///path.db")
+    assert lite_url.sqlite_path is not None
+    if not Path(lite_url.sqlite_path).exists():
+        raise ConnectionFailed(f"SQLite file {lite_url.sqlite_path!r} does not exist")
+    declared = load_declared(declared_file)
+    lite = introspect_sqlite(lite_url.sqlite_path)
+    with _connect_pg(pg_url) as conn:
+        pg, found = _compare(conn, lite, declared)
+    return Report(sorted(found), pg, lite)
+
+
+def run_drift(database: DatabaseURL, folder: Path) -> Report:
+    """Build the folder in a scratch database of the same dialect and compare it with the
+    live one: every object added, removed or changed by hand. In the report, `postgres`
+    holds what the folder builds and `sqlite` what the live database has."""
+    if database.dialect == "postgres":
+        with scratch_postgres(database, "evstore_drift") as scratch:
+            build_postgres(scratch, folder)
+            with _connect_pg(scratch) as conn:
+                expected = pg_catalog.introspect(conn)
+        with _connect_pg(database) as conn:
+            actual = pg_catalog.introspect(conn)
+    else:
+        if database.is_memory:
+            raise InvalidURL("drift needs a SQLite file, not :memory:")
+        assert database.sqlite_path is not None
+        if not Path(database.sqlite_path).exists():
+            raise ConnectionFailed(f"SQLite file {database.sqlite_path!r} does not exist")
+        with tempfile.TemporaryDirectory(prefix="evstore-drift-") as tmp:
+            path = Path(tmp) / "expected.db"
+            build_sqlite(path, folder)
+            expected = introspect_sqlite(str(path))
+        actual = introspect_sqlite(database.sqlite_path)
+    return Report(drift(expected, actual), expected, actual)
