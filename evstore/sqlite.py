@@ -311,18 +311,19 @@ class SQLiteBackend:
         with translated():
             return self.conn.execute(sql, params).fetchall()
 
-    def changes(self, poll_interval: float) -> Iterator[None]:
+    def changes(self, poll_interval: float) -> Iterator[bool]:
         """Yields whenever the database may hold new events. PRAGMA data_version changes when
-        another connection commits: one cheap read of a counter, no query of the log. An
-        in-memory database has one connection only, so it yields after every interval."""
+        another connection commits: one cheap read of a counter, no query of the log. Yields
+        False after each quiet interval, so the caller can check its own stop conditions. An
+        in-memory database has one connection only, so every interval counts as a change."""
         conn = self.conn
         last = conn.execute("PRAGMA data_version").fetchone()[0]
         while True:
             time.sleep(poll_interval)
             current = conn.execute("PRAGMA data_version").fetchone()[0]
-            if current != last or self.url.is_memory:
-                last = current
-                yield
+            changed = current != last or self.url.is_memory
+            last = current
+            yield changed
 
 
 def _matches(expected: Expected, current: int | None) -> bool:

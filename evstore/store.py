@@ -451,12 +451,17 @@ class Tail:
                     idle_since = time.monotonic()
                     if len(page) == self._page_size:
                         continue
+                while not next(changes):
+                    if self._stopped.is_set() or (
+                        self._idle_timeout is not None
+                        and time.monotonic() - idle_since >= self._idle_timeout
+                    ):
+                        return
                 if (
                     self._idle_timeout is not None
                     and time.monotonic() - idle_since >= self._idle_timeout
                 ):
                     return
-                next(changes)
         finally:
             changes.close()
             if self._owned:
