@@ -123,9 +123,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     for folder in folders:
         dialect = "PostgreSQL" if folder == folders[0] else "SQLite"
         forward, rollback = folder / f"{mid}.sql", folder / f"{mid}.rollback.sql"
-        forward.write_text(f"-- TODO: say in one line what {mid} does ({dialect}).\n\n",
+        forward.write_text(f"-- Describe in one line what {mid} does on {dialect}.\n\n",
                            encoding="utf-8")
-        rollback.write_text(f"-- TODO: say in one line how this undoes {mid} ({dialect}).\n\n",
+        rollback.write_text(f"-- Describe in one line how this undoes {mid} on {dialect}.\n\n",
                             encoding="utf-8")
         created += [str(forward), str(rollback)]
     if args.json:
@@ -338,13 +338,14 @@ def cmd_append(args: argparse.Namespace) -> int:
 
 
 def _progress(total: int | None, enabled: bool) -> Any:
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     return tqdm(total=total, unit="ev", disable=not (enabled and sys.stderr.isatty()),
                 file=sys.stderr)
 
 
 def cmd_read(args: argparse.Namespace) -> int:
+    total: int | None
     with _open(args) as store:
         if args.stream:
             events: Any = store.read_stream(args.stream, args.from_version, args.limit,

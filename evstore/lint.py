@@ -70,9 +70,13 @@ def postgres_split(text: str) -> list[str] | None:
     """PostgreSQL's own parser's split (pglast), or None when pglast is not installed."""
     try:
         import pglast
+        import pglast.parser
     except ImportError:
         return None
-    return [s for s in pglast.split(text) if _normalized(s)]
+    try:
+        return [s for s in pglast.split(text) if _normalized(s)]
+    except pglast.parser.ParseError:
+        return None  # reported by the postgres-parse rule
 
 
 def _check_file(path: Path, dialect: str) -> list[Finding]:
@@ -125,11 +129,11 @@ def _check_file(path: Path, dialect: str) -> list[Finding]:
                 pglast.parse_sql(text)
             except pglast.parser.ParseError as e:
                 location = getattr(e, "location", None)
-                line = text.count("\n", 0, location) + 1 if isinstance(location, int) else 1
-                findings.append(Finding(name, line, "postgres-parse", f"PostgreSQL cannot "
+                at = text.count("\n", 0, location) + 1 if isinstance(location, int) else 1
+                findings.append(Finding(name, at, "postgres-parse", f"PostgreSQL cannot "
                                         f"parse this file: {e}", "fix the SQL syntax"))
         for statement in yoyo_statements:
-            if re.search(r"\bCONCURRENTLY\b", _normalized(statement), re.I) and (
+            if re.search(r"\bCONCURRENTLY\b", _normalized(statement), re.IGNORECASE) and (
                 transactional or len(yoyo_statements) != 1
             ):
                 findings.append(Finding(
@@ -149,7 +153,7 @@ def lint(pg_dir: Path, sqlite_dir: Path, *, squawk: bool = True) -> list[Finding
     for dialect, folder in folders.items():
         if not folder.is_dir():
             findings.append(Finding(str(folder), 0, "folder-missing", "folder does not exist",
-                                    f"create it or pass --{'pg' if dialect == 'postgres' else 'sqlite'}-dir"))
+                                    "create it or pass --pg-dir / --sqlite-dir"))
             continue
         forward = sorted(
             p for p in folder.glob("*.sql") if not p.name.endswith(".rollback.sql")

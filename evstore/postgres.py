@@ -304,7 +304,7 @@ class PostgresBackend:
         """Run a projection's SQL written with ? placeholders, as on SQLite."""
         query = sql.replace("%", "%%").replace("?", "%s")
         with translated():
-            cur = self.conn.execute(query.encode(), params)  # type: ignore[call-overload]
+            cur = self.conn.execute(query.encode(), params)
             return cur.fetchall() if cur.description else []
 
     def changes(self, poll_interval: float) -> Iterator[bool]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from evstore.backend import AppendConflict, Backend
 from evstore.errors import (
@@ -102,7 +102,7 @@ class Store:
     def __repr__(self) -> str:
         return f"<evstore.Store {self.url.redacted}>"
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -297,7 +297,8 @@ class Store:
         """
         _check_int(after, "after", 0)
         if types is not None:
-            types = [check_name(t, "event type") for t in ([types] if isinstance(types, str) else types)]
+            listed = [types] if isinstance(types, str) else types
+            types = [check_name(t, "event type") for t in listed]
         interval = poll_interval if poll_interval is not None else (
             0.5 if self.dialect == "postgres" else 0.05
         )
@@ -412,7 +413,7 @@ class Tail:
         self._idle_timeout = idle_timeout
         self._page_size = page_size
         self._stopped = threading.Event()
-        self._iterator = self._run()
+        self._iterator: Generator[RecordedEvent, None, None] = self._run()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -427,17 +428,18 @@ class Tail:
         self._stopped.set()
         self._iterator.close()
 
-    def __enter__(self) -> Tail:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self) -> Iterator[RecordedEvent]:
+    def _run(self) -> Generator[RecordedEvent, None, None]:
         import time
 
         backend = self._backend
         changes = backend.changes(self._interval)
+        assert isinstance(changes, Generator)
         idle_since = time.monotonic()
         try:
             while not self._stopped.is_set():

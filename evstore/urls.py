@@ -100,7 +100,7 @@ def parse_url(url: str) -> DatabaseURL:
                 f"sqlite:///{parts.netloc}{parts.path} for a relative path or "
                 f"sqlite:////{parts.netloc}{parts.path} for an absolute one"
             )
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        path = parts.path.removeprefix("/")
         if not path:
             raise InvalidURL(f"SQLite URL {url!r} names no file; give one like {_EXAMPLES}")
         return DatabaseURL(url=url, dialect="sqlite", sqlite_path=path)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 CTX = mp.get_context("spawn")
 
 
-def _writer(url: str, seed: int, seconds: float, committed: "mp.Queue[list[str]]") -> None:
+def _writer(url: str, seed: int, seconds: float, committed: mp.Queue[list[str]]) -> None:
     rng = random.Random(seed)
     ids: list[str] = []
     with evstore.connect(url) as store:
@@ -35,7 +35,7 @@ def _writer(url: str, seed: int, seconds: float, committed: "mp.Queue[list[str]]
     committed.put(ids)
 
 
-def _reader(url: str, name: str, seconds: float, out: "mp.Queue[list[int]]") -> None:
+def _reader(url: str, name: str, seconds: float, out: mp.Queue[list[int]]) -> None:
     positions: list[int] = []
     with evstore.connect(url) as store:
         after = store.checkpoint(name)
@@ -69,7 +69,7 @@ def test_torture_every_reader_gets_every_committed_event_once(file_url: str) -> 
         assert positions == everything  # each once, in order, none skipped
 
 
-def _contender(url: str, rounds: int, out: "mp.Queue[int]") -> None:
+def _contender(url: str, rounds: int, out: mp.Queue[int]) -> None:
     wins = 0
     with evstore.connect(url) as store:
         for _ in range(rounds):
@@ -97,7 +97,7 @@ def test_contention_on_one_stream_has_one_winner_per_version(file_url: str) -> N
     assert versions == list(range(1, wins + 1))
 
 
-def _crasher(url: str, ready: "mp.Event") -> None:  # type: ignore[name-defined]
+def _crasher(url: str, ready: mp.Event) -> None:  # type: ignore[name-defined]
     with evstore.connect(url) as store, store.transaction() as tx:
         tx.append("crash", [evstore.NewEvent("T", {"i": i}) for i in range(500)])
         ready.set()

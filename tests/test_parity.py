@@ -30,11 +30,14 @@ def test_shipped_schema_is_at_parity(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_second_schema_is_at_parity() -> None:
-    assert _parity(TEMPLATES / "postgres", TEMPLATES / "sqlite", TEMPLATES / "parity.toml") == set()
+    found = _parity(TEMPLATES / "postgres", TEMPLATES / "sqlite", TEMPLATES / "parity.toml")
+    assert found == set()
 
 
 SNAP_CREATED_PG = "    created_at  timestamptz NOT NULL DEFAULT now(),\n"
-SNAP_CREATED_LITE = "    created_at  TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),\n"
+SNAP_CREATED_LITE = (
+    "    created_at  TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),\n"
+)
 
 # (kind, dialect, file, old text, new text, expected differences)
 MUTATIONS = [
@@ -76,8 +79,8 @@ MUTATIONS = [
      {("check snapshot.ck_snapshot_version_positive", "exists")}),
     ("check extra", "sqlite", "0006_snapshot.sql",
      "    CONSTRAINT ck_snapshot_version_positive CHECK (version >= 1),\n",
-     "    CONSTRAINT ck_snapshot_version_positive CHECK (version >= 1),\n"
-     "    CONSTRAINT ck_snapshot_version_small CHECK (version < 1000000),\n",
+     ("    CONSTRAINT ck_snapshot_version_positive CHECK (version >= 1),\n"
+     "    CONSTRAINT ck_snapshot_version_small CHECK (version < 1000000),\n"),
      {("check snapshot.ck_snapshot_version_small", "exists")}),
     ("unique missing", "postgres", "0001_event_store.sql",
      "    CONSTRAINT uq_event_store_event_id UNIQUE (event_id),\n", "",
@@ -126,13 +129,13 @@ MUTATIONS = [
     ("partial predicate dropped", "sqlite", "0005_subscription.sql",
      " WHERE deleted_at IS NULL;", ";", {("index ux_subscription_name_active", "predicate")}),
     ("trigger missing", "postgres", "0002_event_store_append_only.sql",
-     "CREATE TRIGGER event_store_reject_delete\n    BEFORE DELETE ON event_store\n"
-     "    FOR EACH ROW EXECUTE FUNCTION event_store_reject_change();", "",
+     ("CREATE TRIGGER event_store_reject_delete\n    BEFORE DELETE ON event_store\n"
+     "    FOR EACH ROW EXECUTE FUNCTION event_store_reject_change();"), "",
      {("trigger event_store_reject_delete", "exists")}),
     ("trigger missing", "sqlite", "0002_event_store_append_only.sql",
-     "CREATE TRIGGER event_store_reject_delete\n    BEFORE DELETE ON event_store\n"
+     ("CREATE TRIGGER event_store_reject_delete\n    BEFORE DELETE ON event_store\n"
      "    FOR EACH ROW\nBEGIN\n    SELECT RAISE(ABORT, 'evstore: event_store is append-only');\n"
-     "END;", "", {("trigger event_store_reject_delete", "exists")}),
+     "END;"), "", {("trigger event_store_reject_delete", "exists")}),
     ("trigger timing changed", "postgres", "0002_event_store_append_only.sql",
      "BEFORE UPDATE ON event_store", "AFTER UPDATE ON event_store",
      {("trigger event_store_reject_update", "timing")}),
@@ -230,18 +233,18 @@ def test_live_parity_of_two_migrated_databases(tmp_path: Path) -> None:
 
 # Behaviour backs the catalog: the same rows go into both dialects, accepted or refused alike.
 ROWS = [
-    ("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
-     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 1, 'T', '{}')", True),
-    ("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
-     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FA', 's', 1, 'T', '{}')", False),
-    ("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
-     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 0, 'T', '{}')", False),
-    ("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
-     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', '', 1, 'T', '{}')", False),
-    ("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
-     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 1, '', '{}')", False),
-    ("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
-     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 1, 'T', 'not json')", False),
+    (("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
+     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 1, 'T', '{}')"), True),
+    (("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
+     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FA', 's', 1, 'T', '{}')"), False),
+    (("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
+     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 0, 'T', '{}')"), False),
+    (("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
+     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', '', 1, 'T', '{}')"), False),
+    (("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
+     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 1, '', '{}')"), False),
+    (("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
+     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 1, 'T', 'not json')"), False),
     ("INSERT INTO stream (stream_id, version) VALUES ('s', 0)", False),
     ("INSERT INTO stream (stream_id, version) VALUES ('s', 1)", True),
     ("INSERT INTO stream (stream_id, version, metadata) VALUES ('s', 1, '{oops')", False),

@@ -25,7 +25,7 @@ def insert_event(store: evstore.Store, event_id: str = ULID, version: int = 1,
                  stream: str = "s", payload: str = '{"a": 1}') -> None:
     store.execute(
         "INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
-        "VALUES (?, ?, ?, 'T', ?)" + ("" if store.dialect == "sqlite" else ""),
+        "VALUES (?, ?, ?, 'T', ?)",
         (event_id, stream, version, payload),
     )
 
@@ -60,11 +60,11 @@ def test_checks_refuse_bad_rows(store: evstore.Store, event_id: str, version: in
 
 
 def test_recorded_at_defaults_to_utc_now(store: evstore.Store) -> None:
-    before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=2)
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2)
     [event] = store.append("s", [evstore.NewEvent("T", {})])
     assert event.recorded_at.tzinfo is not None
     assert event.recorded_at.utcoffset() == dt.timedelta(0)
-    assert before <= event.recorded_at <= dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)
+    assert before <= event.recorded_at <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
     [read] = store.read_stream("s")
     assert read.recorded_at == event.recorded_at
     if store.dialect == "sqlite":

@@ -62,7 +62,7 @@ def test_idempotent_retry_returns_stored_records(store: evstore.Store) -> None:
     with pytest.raises(evstore.DuplicateEventId):
         store.append("other", [events[0]])
     with pytest.raises(evstore.DuplicateEventId):
-        store.append("s", events[:2] + [E("T", {})])
+        store.append("s", [*events[:2], E("T", {})])
     with pytest.raises(evstore.DuplicateEventId):
         store.append("s", events, 1)  # same ids, but the retry claims other versions
     assert len(store.read_all()) == 3
@@ -77,15 +77,13 @@ def test_multi_stream_transaction_is_atomic(store: evstore.Store) -> None:
         tx.append("a", ev(2))
         tx.append("b", ev(1))
     assert store.stream_version("a") == 2 and store.stream_version("b") == 1
-    with pytest.raises(evstore.WrongExpectedVersion):
-        with store.transaction() as tx:
-            tx.append("c", ev(1))
-            tx.append("a", ev(1), expected_version=7)
+    with pytest.raises(evstore.WrongExpectedVersion), store.transaction() as tx:
+        tx.append("c", ev(1))
+        tx.append("a", ev(1), expected_version=7)
     assert store.stream_version("c") is None and store.stream_version("a") == 2
-    with pytest.raises(RuntimeError):
-        with store.transaction() as tx:
-            tx.append("d", ev(1))
-            raise RuntimeError("caller gives up")
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.append("d", ev(1))
+        raise RuntimeError("caller gives up")
     assert store.stream_version("d") is None
     with store.transaction() as tx:  # a conflict caught inside keeps the transaction usable
         with pytest.raises(evstore.WrongExpectedVersion):

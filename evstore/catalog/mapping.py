@@ -44,7 +44,7 @@ def sqlite_type_for(pg_type: str) -> str:
     return TYPES.get(base, pg_type.upper())
 
 
-def _outside_strings(text: str, fn: "re.Pattern[str]", repl: str) -> str:
+def _outside_strings(text: str, fn: re.Pattern[str], repl: str) -> str:
     out, last = [], 0
     for m in _STRING.finditer(text):
         out.append(fn.sub(repl, text[last : m.start()]))

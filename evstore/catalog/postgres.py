@@ -26,7 +26,9 @@ IGNORED_TABLES = frozenset(
     {"_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock", "_yoyo_migrations"}
 )
 
-_FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+_FK_ACTIONS = {
+    "a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT",
+}
 
 _COLUMNS = """
 SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -178,7 +180,7 @@ def introspect(conn: psycopg.Connection[Any], schema: str = "public") -> Schema:
 
 
 def strip_not_valid(definition: str) -> str:
-    return definition[: -len(" NOT VALID")] if definition.endswith(" NOT VALID") else definition
+    return definition.removesuffix(" NOT VALID")
 
 
 class ExpressionNormalizer:

@@ -25,7 +25,7 @@ from evstore.catalog.postgres import IGNORED_TABLES
 
 _TOKEN = re.compile(
     r"""\s+|--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|\w+|[^\s\w]""",
-    re.S,
+    re.DOTALL,
 )
 
 
@@ -45,7 +45,7 @@ def tokens(text: str) -> list[Token]:
     out = []
     for m in _TOKEN.finditer(text):
         t = m.group()
-        if t.isspace() or t.startswith("--") or t.startswith("/*"):
+        if t.isspace() or t.startswith(("--", "/*")):
             continue
         out.append(Token(t, m.start(), m.end()))
     return out
@@ -75,7 +75,7 @@ def _table_body_items(sql: str) -> list[tuple[str, list[Token]]]:
     start = next(i for i, t in enumerate(toks) if t.text == "(")
     end = _closing(toks, start)
     items: list[tuple[str, list[Token]]] = []
-    depth, current = 0, []
+    depth, current = 0, list[Token]()
     for t in toks[start + 1 : end]:
         if t.text == "(":
             depth += 1
@@ -164,7 +164,8 @@ def _index_expressions(sql: str) -> list[str]:
     on = next(i for i, t in enumerate(toks) if t.upper == "ON")
     start = next(i for i in range(on, len(toks)) if toks[i].text == "(")
     end = _closing(toks, start)
-    parts, depth, current = [], 0, []
+    parts: list[list[Token]] = []
+    depth, current = 0, list[Token]()
     for t in toks[start + 1 : end]:
         if t.text == "(":
             depth += 1
@@ -246,7 +247,7 @@ def _table(conn: sqlite3.Connection, name: str, sql: str) -> Table:
         PrimaryKey(parsed.constraint_names.get(("p", pk_cols)), pk_cols) if pk_cols else None
     )
     uniques = []
-    for _seq, index_name, unique, origin, _partial in conn.execute(
+    for _seq, index_name, _unique, origin, _partial in conn.execute(
         f"SELECT seq, name, \"unique\", origin, partial FROM pragma_index_list({_q(name)})"
     ).fetchall():
         if origin != "u":
