@@ -74,21 +74,26 @@ def _table_body_items(sql: str) -> list[tuple[str, list[Token]]]:
     toks = tokens(sql)
     start = next(i for i, t in enumerate(toks) if t.text == "(")
     end = _closing(toks, start)
-    items: list[tuple[str, list[Token]]] = []
+    parts = _split_commas(toks[start + 1 : end])
+    return [(sql[part[0].start : part[-1].end], part) for part in parts]
+
+
+def _split_commas(toks: list[Token]) -> list[list[Token]]:
+    """Tokens split at the commas outside parentheses; empty parts dropped."""
+    parts: list[list[Token]] = []
     depth, current = 0, list[Token]()
-    for t in toks[start + 1 : end]:
+    for t in toks:
         if t.text == "(":
             depth += 1
         elif t.text == ")":
             depth -= 1
         if t.text == "," and depth == 0:
-            items.append((sql[current[0].start : current[-1].end], current))
+            parts.append(current)
             current = []
         else:
             current.append(t)
-    if current:
-        items.append((sql[current[0].start : current[-1].end], current))
-    return items
+    parts.append(current)
+    return [p for p in parts if p]
 
 
 @dataclass
@@ -164,21 +169,8 @@ def _index_expressions(sql: str) -> list[str]:
     on = next(i for i, t in enumerate(toks) if t.upper == "ON")
     start = next(i for i in range(on, len(toks)) if toks[i].text == "(")
     end = _closing(toks, start)
-    parts: list[list[Token]] = []
-    depth, current = 0, list[Token]()
-    for t in toks[start + 1 : end]:
-        if t.text == "(":
-            depth += 1
-        elif t.text == ")":
-            depth -= 1
-        if t.text == "," and depth == 0:
-            parts.append(current)
-            current = []
-        else:
-            current.append(t)
-    parts.append(current)
     out = []
-    for part in parts:
+    for part in _split_commas(toks[start + 1 : end]):
         while part and part[-1].upper in ("ASC", "DESC"):
             part = part[:-1]
         out.append(sql[part[0].start : part[-1].end])
