@@ -200,10 +200,8 @@ class Store:
         ids = [e.event_id for e in events]
         stored = backend.find_events(ids)
         if not stored:
-            if conflict.reason == "event_id":  # lost a race with a concurrent identical append
-                stored = backend.find_events(ids)
-            if not stored:
-                raise WrongExpectedVersion(stream_id, expected, backend.stream_version(stream_id))
+            # Nothing of this append is stored, so the conflict was on the stream's version.
+            raise WrongExpectedVersion(stream_id, expected, backend.stream_version(stream_id))
         by_id = {e.event_id: e for e in stored}
         retry = [by_id.get(i) for i in ids]
         if all(r is not None and r.stream_id == stream_id for r in retry):
