@@ -6,7 +6,7 @@ import enum
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -45,18 +45,191 @@ class NewEvent:
     event_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True, order=True)
+_UNSET: Any = object()
+_loads = json.loads
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def decode_json(text: str | bytes) -> Any:
+    """json.loads for stored JSON: the C scanner straight away, json.loads for the rare text
+    with surrounding whitespace (written by hand through SQL). Both dialects' CHECKs make
+    sure the text is valid JSON."""
+    if isinstance(text, bytes):
+        text = text.decode()  # what psycopg's jsonb loader hands over: UTF-8 bytes
+    if isinstance(text, str):
+        try:
+            value, end = _scan_once(text, 0)
+        except StopIteration:
+            return _loads(text)
+        if end == len(text):
+            return value
+    return _loads(text)
+
+
 class RecordedEvent:
-    """An event as stored: ordered by its global position."""
+    """An event as stored: ordered, compared and hashed by its global position; immutable.
+
+    `data` and `metadata` are decoded from the stored JSON on first access, so reading or
+    appending events whose data nobody looks at (a projection that skips most types, the
+    records an append returns) costs no JSON decoding. Each record decodes its own copy.
+    """
+
+    __slots__ = (
+        "_data",
+        "_metadata",
+        "_metadata_json",
+        "_payload_json",
+        "event_id",
+        "position",
+        "recorded_at",
+        "stream_id",
+        "type",
+        "version",
+    )
+    __match_args__ = (
+        "position",
+        "stream_id",
+        "version",
+        "event_id",
+        "type",
+        "data",
+        "metadata",
+        "recorded_at",
+    )
 
     position: int
-    stream_id: str = field(compare=False)
-    version: int = field(compare=False)
-    event_id: str = field(compare=False)
-    type: str = field(compare=False)
-    data: Any = field(compare=False)
-    metadata: dict[str, Any] = field(compare=False)
-    recorded_at: datetime = field(compare=False)
+    stream_id: str
+    version: int
+    event_id: str
+    type: str
+    recorded_at: datetime
+    _data: Any
+    _metadata: Any
+    _payload_json: str | None
+    _metadata_json: str | None
+
+    def __init__(
+        self,
+        position: int,
+        stream_id: str,
+        version: int,
+        event_id: str,
+        type: str,
+        data: Any,
+        metadata: dict[str, Any],
+        recorded_at: datetime,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "position", position)
+        init(self, "stream_id", stream_id)
+        init(self, "version", version)
+        init(self, "event_id", event_id)
+        init(self, "type", type)
+        init(self, "_data", data)
+        init(self, "_metadata", metadata)
+        init(self, "_payload_json", None)
+        init(self, "_metadata_json", None)
+        init(self, "recorded_at", recorded_at)
+
+    @classmethod
+    def from_json(
+        cls,
+        position: int,
+        stream_id: str,
+        version: int,
+        event_id: str,
+        type: str,
+        payload_json: str,
+        metadata_json: str,
+        recorded_at: datetime,
+    ) -> RecordedEvent:
+        """A record whose data and metadata are still JSON text, decoded when first read."""
+        record = cls.__new__(cls)
+        init = object.__setattr__
+        init(record, "position", position)
+        init(record, "stream_id", stream_id)
+        init(record, "version", version)
+        init(record, "event_id", event_id)
+        init(record, "type", type)
+        init(record, "_data", _UNSET)
+        init(record, "_metadata", _UNSET)
+        init(record, "_payload_json", payload_json)
+        init(record, "_metadata_json", metadata_json)
+        init(record, "recorded_at", recorded_at)
+        return record
+
+    @property
+    def data(self) -> Any:
+        data = self._data
+        if data is _UNSET:
+            data = decode_json(self._payload_json)  # type: ignore[arg-type]
+            object.__setattr__(self, "_data", data)
+        return data
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        metadata = self._metadata
+        if metadata is _UNSET:
+            metadata = decode_json(self._metadata_json)  # type: ignore[arg-type]
+            object.__setattr__(self, "_metadata", metadata)
+        return metadata  # type: ignore[no-any-return]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}: events are immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}: events are immutable")
+
+    def __repr__(self) -> str:
+        return (
+            f"RecordedEvent(position={self.position!r}, stream_id={self.stream_id!r}, "
+            f"version={self.version!r}, event_id={self.event_id!r}, type={self.type!r}, "
+            f"data={self.data!r}, metadata={self.metadata!r}, "
+            f"recorded_at={self.recorded_at!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not RecordedEvent:
+            return NotImplemented
+        return self.position == other.position
+
+    def __hash__(self) -> int:
+        return hash((self.position,))
+
+    def __lt__(self, other: RecordedEvent) -> bool:
+        if other.__class__ is not RecordedEvent:
+            return NotImplemented
+        return self.position < other.position
+
+    def __le__(self, other: RecordedEvent) -> bool:
+        if other.__class__ is not RecordedEvent:
+            return NotImplemented
+        return self.position <= other.position
+
+    def __gt__(self, other: RecordedEvent) -> bool:
+        if other.__class__ is not RecordedEvent:
+            return NotImplemented
+        return self.position > other.position
+
+    def __ge__(self, other: RecordedEvent) -> bool:
+        if other.__class__ is not RecordedEvent:
+            return NotImplemented
+        return self.position >= other.position
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            RecordedEvent,
+            (
+                self.position,
+                self.stream_id,
+                self.version,
+                self.event_id,
+                self.type,
+                self.data,
+                self.metadata,
+                self.recorded_at,
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,19 +296,29 @@ def check_name(value: object, what: str) -> str:
     return value
 
 
+# A ULID: 26 Crockford base32 characters (no I, L, O, U); the first is at most 7, since 26
+# characters carry 130 bits and a ULID has 128.
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+
+
 def check_event_id(value: object) -> str:
-    """A ULID in its canonical 26-character upper-case form."""
-    if not isinstance(value, str) or len(value) != 26:
-        raise InvalidInput(
-            f"event_id {value!r} is not a ULID (26 Crockford base32 characters); "
-            "leave event_id=None to have one generated"
-        )
-    try:
-        return str(ULID.from_str(value))
-    except ValueError as e:
-        raise InvalidInput(
-            f"event_id {value!r} is not a ULID ({e}); leave event_id=None to have one generated"
-        ) from e
+    """A ULID in its canonical 26-character upper-case form (lower case is accepted and
+    upper-cased, as ULID's spec allows)."""
+    if isinstance(value, str) and len(value) == 26:
+        if _ULID.fullmatch(value):
+            return value
+        upper = value.upper()
+        if _ULID.fullmatch(upper):
+            return upper
+    if isinstance(value, str) and len(value) == 26 and value[0] > "7":
+        reason = "its first character must be 0-7, or the value overflows 128 bits"
+    elif isinstance(value, str) and len(value) == 26:
+        reason = "it holds a character outside Crockford base32 (I, L, O and U are not used)"
+    else:
+        reason = "a ULID is 26 Crockford base32 characters"
+    raise InvalidInput(
+        f"event_id {value!r} is not a ULID: {reason}; leave event_id=None to have one generated"
+    )
 
 
 def check_expected(expected: object) -> Expected:

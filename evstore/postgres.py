@@ -9,13 +9,13 @@ committed position below N. See the README, "Gap-free global order".
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import psycopg.errors
+from psycopg.types.json import set_json_loads
 
 from evstore.backend import AppendConflict
 from evstore.errors import (
@@ -24,7 +24,15 @@ from evstore.errors import (
     DatabaseError,
     EvstoreError,
 )
-from evstore.events import ANY, NO_STREAM, STREAM_EXISTS, EncodedEvent, Expected, RecordedEvent
+from evstore.events import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    EncodedEvent,
+    Expected,
+    RecordedEvent,
+    decode_json,
+)
 from evstore.events import Snapshot as SnapshotRecord
 from evstore.urls import DatabaseURL, Dialect
 
@@ -58,8 +66,10 @@ _HEAD = {
 }
 
 # One statement: lock the stream row and check its version, then take the append lock, then
-# insert the batch from four binary text[] parameters. Positions are drawn only for rows of
-# the join with `lock`, so always after the lock is held.
+# insert the batch from four text[] parameters sent in binary format (%b): psycopg writes
+# those as lengths and bytes, where the text format (%s) would escape every quote of every
+# JSON document through a regular expression, which costs more than the insert itself.
+# Positions are drawn only for rows of the join with `lock`, so always after the lock is held.
 _APPEND = """\
 WITH head AS ({head}),
 lock AS (SELECT pg_advisory_xact_lock({key}) FROM head)
@@ -67,7 +77,7 @@ INSERT INTO event_store (event_id, stream_id, version, event_type, payload, meta
 SELECT e.event_id, %(stream)s, head.version - %(n)s + e.ord, e.event_type,
        e.payload::jsonb, e.metadata::jsonb
 FROM head CROSS JOIN lock CROSS JOIN
-     unnest(%(ids)s::text[], %(types)s::text[], %(payloads)s::text[], %(metadatas)s::text[])
+     unnest(%(ids)b::text[], %(types)b::text[], %(payloads)b::text[], %(metadatas)b::text[])
      WITH ORDINALITY AS e(event_id, event_type, payload, metadata, ord)
 RETURNING position, version, recorded_at"""
 
@@ -121,6 +131,8 @@ def open_connection(url: DatabaseURL) -> psycopg.Connection[Any]:
             f"cannot connect to {url.redacted}: {_first_line(e)}; check that the server is "
             "running, and the host, port, database name and credentials in the URL"
         ) from e
+    # jsonb arrives decoded by the C JSON scanner directly, about twice as fast as json.loads.
+    set_json_loads(decode_json, conn)
     return conn
 
 
@@ -181,17 +193,18 @@ class PostgresBackend:
             raise translate(e) from e
         if not rows:
             raise AppendConflict("version")
-        rows.sort(key=lambda r: r[1])
-        loads = json.loads
+        # RETURNING gives rows in no promised order; versions put them back in append order.
+        rows.sort(key=_by_version)
+        from_json = RecordedEvent.from_json
         return [
-            RecordedEvent(
+            from_json(
                 position,
                 stream_id,
                 version,
                 e.event_id,
                 e.type,
-                loads(e.payload),
-                loads(e.metadata),
+                e.payload,
+                e.metadata,
                 recorded_at,
             )
             for (position, version, recorded_at), e in zip(rows, events, strict=True)
@@ -206,7 +219,7 @@ class PostgresBackend:
 
     def find_events(self, event_ids: Sequence[str]) -> list[RecordedEvent]:
         return self._select(
-            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE event_id = ANY(%s::text[]) "
+            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE event_id = ANY(%b::text[]) "
             "ORDER BY position",
             (list(event_ids),),
         )
@@ -239,7 +252,7 @@ class PostgresBackend:
             )
         return self._select(
             f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE position > %s "
-            "AND event_type = ANY(%s::text[]) ORDER BY position LIMIT %s",
+            "AND event_type = ANY(%b::text[]) ORDER BY position LIMIT %s",
             (after, list(types), limit),
         )
 
@@ -320,6 +333,10 @@ class PostgresBackend:
                 for _ in self.conn.notifies(timeout=poll_interval, stop_after=1):
                     pass
             yield True
+
+
+def _by_version(row: tuple[Any, ...]) -> int:
+    return int(row[1])
 
 
 def _first_line(error: BaseException) -> str:

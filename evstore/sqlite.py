@@ -28,6 +28,7 @@ from evstore.events import (
     Expected,
     RecordedEvent,
     Snapshot,
+    decode_json,
 )
 from evstore.urls import DatabaseURL, Dialect
 
@@ -37,7 +38,7 @@ _ROWS_PER_INSERT = 1000  # 6 parameters a row, well under SQLite's 32766-variabl
 _EVENT_COLUMNS = (
     "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at"
 )
-_loads = json.loads
+_loads = decode_json
 _parse_time = datetime.fromisoformat  # reads the trailing Z as UTC on Python 3.11+
 
 
@@ -50,10 +51,11 @@ def _insert_sql(rows: int) -> str:
     )
 
 
+_from_json = RecordedEvent.from_json
+
+
 def _record(row: tuple[Any, ...]) -> RecordedEvent:
-    return RecordedEvent(
-        row[0], row[1], row[2], row[3], row[4], _loads(row[5]), _loads(row[6]), _parse_time(row[7])
-    )
+    return _from_json(row[0], row[1], row[2], row[3], row[4], row[5], row[6], _parse_time(row[7]))
 
 
 @contextmanager
@@ -189,16 +191,17 @@ class SQLiteBackend:
                     if "event_store.stream_id, event_store.version" in str(error):
                         raise AppendConflict("version") from error
                     raise translate(error) from error
-        returned.sort(key=lambda r: r[1])
+        # RETURNING gives rows in no promised order; versions put them back in append order.
+        returned.sort(key=_by_version)
         return [
-            RecordedEvent(
+            _from_json(
                 position,
                 stream_id,
                 version,
                 e.event_id,
                 e.type,
-                _loads(e.payload),
-                _loads(e.metadata),
+                e.payload,
+                e.metadata,
                 _parse_time(recorded_at),
             )
             for (position, version, recorded_at), e in zip(returned, events, strict=True)
@@ -324,6 +327,10 @@ class SQLiteBackend:
             changed = current != last or self.url.is_memory
             last = current
             yield changed
+
+
+def _by_version(row: tuple[int, int, str]) -> int:
+    return row[1]
 
 
 def _matches(expected: Expected, current: int | None) -> bool:
