@@ -6,8 +6,9 @@ import enum
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import FrozenInstanceError, dataclass
+from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from typing import Any
 
 from ulid import ULID
@@ -67,25 +68,15 @@ def decode_json(text: str | bytes) -> Any:
 
 
 class RecordedEvent:
-    """An event as stored: ordered, compared and hashed by its global position; immutable.
+    """An event as stored: ordered, compared and hashed by its global position; read-only.
 
-    `data` and `metadata` are decoded from the stored JSON on first access, so reading or
-    appending events whose data nobody looks at (a projection that skips most types, the
-    records an append returns) costs no JSON decoding. Each record decodes its own copy.
+    A record keeps the row it was read from. `data` and `metadata` are decoded from the stored
+    JSON on first access (and kept), so events whose data nobody looks at (a projection that
+    skips most types, the records an append returns) cost no JSON decoding; `recorded_at` is
+    parsed when read. Each record decodes its own copy of the data.
     """
 
-    __slots__ = (
-        "_data",
-        "_metadata",
-        "_metadata_json",
-        "_payload_json",
-        "event_id",
-        "position",
-        "recorded_at",
-        "stream_id",
-        "type",
-        "version",
-    )
+    __slots__ = ("_data", "_metadata", "_row")
     __match_args__ = (
         "position",
         "stream_id",
@@ -97,16 +88,11 @@ class RecordedEvent:
         "recorded_at",
     )
 
-    position: int
-    stream_id: str
-    version: int
-    event_id: str
-    type: str
-    recorded_at: datetime
+    # (position, stream_id, version, event_id, type, data or its JSON text,
+    #  metadata or its JSON text, recorded_at as a datetime or ISO-8601 text)
+    _row: tuple[Any, ...]
     _data: Any
     _metadata: Any
-    _payload_json: str | None
-    _metadata_json: str | None
 
     def __init__(
         self,
@@ -119,17 +105,27 @@ class RecordedEvent:
         metadata: dict[str, Any],
         recorded_at: datetime,
     ) -> None:
-        init = object.__setattr__
-        init(self, "position", position)
-        init(self, "stream_id", stream_id)
-        init(self, "version", version)
-        init(self, "event_id", event_id)
-        init(self, "type", type)
-        init(self, "_data", data)
-        init(self, "_metadata", metadata)
-        init(self, "_payload_json", None)
-        init(self, "_metadata_json", None)
-        init(self, "recorded_at", recorded_at)
+        self._row = (position, stream_id, version, event_id, type, None, None, recorded_at)
+        self._data = data
+        self._metadata = metadata
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> RecordedEvent:
+        """A record over a row whose data and metadata are still JSON text, and whose
+        recorded_at may be ISO-8601 text; both are decoded when first read."""
+        record = _new(cls)
+        record._row = row
+        record._data = record._metadata = _UNSET
+        return record
+
+    @classmethod
+    def from_decoded_row(cls, row: tuple[Any, ...]) -> RecordedEvent:
+        """A record over a row whose data and metadata are already decoded."""
+        record = _new(cls)
+        record._row = row
+        record._data = row[5]
+        record._metadata = row[6]
+        return record
 
     @classmethod
     def from_json(
@@ -141,44 +137,51 @@ class RecordedEvent:
         type: str,
         payload_json: str,
         metadata_json: str,
-        recorded_at: datetime,
+        recorded_at: datetime | str,
     ) -> RecordedEvent:
-        """A record whose data and metadata are still JSON text, decoded when first read."""
-        record = cls.__new__(cls)
-        init = object.__setattr__
-        init(record, "position", position)
-        init(record, "stream_id", stream_id)
-        init(record, "version", version)
-        init(record, "event_id", event_id)
-        init(record, "type", type)
-        init(record, "_data", _UNSET)
-        init(record, "_metadata", _UNSET)
-        init(record, "_payload_json", payload_json)
-        init(record, "_metadata_json", metadata_json)
-        init(record, "recorded_at", recorded_at)
-        return record
+        return cls.from_row(
+            (position, stream_id, version, event_id, type, payload_json, metadata_json,
+             recorded_at)
+        )
+
+    @property
+    def position(self) -> int:
+        return self._row[0]  # type: ignore[no-any-return]
+
+    @property
+    def stream_id(self) -> str:
+        return self._row[1]  # type: ignore[no-any-return]
+
+    @property
+    def version(self) -> int:
+        return self._row[2]  # type: ignore[no-any-return]
+
+    @property
+    def event_id(self) -> str:
+        return self._row[3]  # type: ignore[no-any-return]
+
+    @property
+    def type(self) -> str:
+        return self._row[4]  # type: ignore[no-any-return]
 
     @property
     def data(self) -> Any:
         data = self._data
         if data is _UNSET:
-            data = decode_json(self._payload_json)  # type: ignore[arg-type]
-            object.__setattr__(self, "_data", data)
+            data = self._data = decode_json(self._row[5])
         return data
 
     @property
     def metadata(self) -> dict[str, Any]:
         metadata = self._metadata
         if metadata is _UNSET:
-            metadata = decode_json(self._metadata_json)  # type: ignore[arg-type]
-            object.__setattr__(self, "_metadata", metadata)
+            metadata = self._metadata = decode_json(self._row[6])
         return metadata  # type: ignore[no-any-return]
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}: events are immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}: events are immutable")
+    @property
+    def recorded_at(self) -> datetime:
+        value = self._row[7]
+        return value if value.__class__ is datetime else _parse_time(value)
 
     def __repr__(self) -> str:
         return (
@@ -191,30 +194,30 @@ class RecordedEvent:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not RecordedEvent:
             return NotImplemented
-        return self.position == other.position
+        return self._row[0] == other._row[0]  # type: ignore[no-any-return]
 
     def __hash__(self) -> int:
-        return hash((self.position,))
+        return hash((self._row[0],))
 
     def __lt__(self, other: RecordedEvent) -> bool:
         if other.__class__ is not RecordedEvent:
             return NotImplemented
-        return self.position < other.position
+        return self._row[0] < other._row[0]  # type: ignore[no-any-return]
 
     def __le__(self, other: RecordedEvent) -> bool:
         if other.__class__ is not RecordedEvent:
             return NotImplemented
-        return self.position <= other.position
+        return self._row[0] <= other._row[0]  # type: ignore[no-any-return]
 
     def __gt__(self, other: RecordedEvent) -> bool:
         if other.__class__ is not RecordedEvent:
             return NotImplemented
-        return self.position > other.position
+        return self._row[0] > other._row[0]  # type: ignore[no-any-return]
 
     def __ge__(self, other: RecordedEvent) -> bool:
         if other.__class__ is not RecordedEvent:
             return NotImplemented
-        return self.position >= other.position
+        return self._row[0] >= other._row[0]  # type: ignore[no-any-return]
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
@@ -230,6 +233,10 @@ class RecordedEvent:
                 self.recorded_at,
             ),
         )
+
+
+_new = object.__new__
+_parse_time = datetime.fromisoformat  # reads a trailing Z as UTC on Python 3.11+
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,11 +261,33 @@ class EncodedEvent:
 
 # json.dumps writes NUL as \u0000; PostgreSQL's jsonb and text refuse it, so both dialects do.
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def _not_serialisable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder json.dumps uses, made once: compact separators, no ASCII escaping, NaN and
+# Infinity refused. json.JSONEncoder.encode would build it again for every call, which costs
+# as much as encoding a 200-byte document. markers=None leaves cycle detection to the
+# recursion limit (a self-referencing value ends in RecursionError, reported below).
+if c_make_encoder is not None:
+    _c_encoder = c_make_encoder(
+        None, _not_serialisable, c_encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def _dumps(value: Any) -> str:
+        if value.__class__ is str:
+            return c_encode_basestring(value)  # type: ignore[no-any-return]
+        return "".join(_c_encoder(value, 0))
+
+else:  # an interpreter without the C accelerator
+    _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode  # type: ignore[assignment]
 
 
 def encode_json(value: Any, what: str) -> str:
-    """JSON text for value, refusing what would not round-trip identically on both dialects."""
+    """JSON text for value, refusing what would not round-trip identically on both dialects.
+    `what` names the value in error messages."""
     try:
         text = _dumps(value)
     except ValueError as e:
@@ -268,16 +297,29 @@ def encode_json(value: Any, what: str) -> str:
         ) from e
     except TypeError as e:
         raise InvalidInput(
-            f"{what} is not JSON-serialisable ({e}); convert it to dicts, lists, str, int, "
-            "float, bool or None first"
+            f"{what} is not JSON-serialisable ({e}); convert it to dicts, lists, str, "
+            "int, float, bool or None first"
         ) from e
     except RecursionError as e:
-        raise InvalidInput(f"{what} is nested too deeply to encode as JSON") from e
+        raise InvalidInput(
+            f"{what} is nested too deeply, or contains itself, to encode as JSON"
+        ) from e
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise InvalidInput(
             f"{what} contains a NUL character (\\x00), which PostgreSQL cannot store in "
             "text or jsonb; remove it or encode the value (for example base64)"
         )
+    return text
+
+
+def _encode_field(value: Any, index: int, field: str) -> str:
+    """encode_json for events[index].field, naming the field only when there is an error."""
+    try:
+        text = _dumps(value)
+    except (ValueError, TypeError, RecursionError):
+        text = ""
+    if not text or ("\\u0000" in text and _NUL_ESCAPE.search(text)):
+        return encode_json(value, f"events[{index}].{field}")  # raises the precise error
     return text
 
 
@@ -341,7 +383,10 @@ MAX_EVENTS_PER_APPEND = 100_000
 
 
 def encode_events(stream_id: str, events: Sequence[NewEvent]) -> list[EncodedEvent]:
-    """Validate and encode a whole append before anything touches the database."""
+    """Validate and encode a whole append before anything touches the database.
+
+    The loop checks the common case inline and calls the descriptive checks only for a value
+    that fails, so error messages are only built when there is an error to report."""
     check_name(stream_id, "stream_id")
     if isinstance(events, NewEvent):
         raise InvalidInput("events must be a list of NewEvent; wrap the single event in [...]")
@@ -354,26 +399,40 @@ def encode_events(stream_id: str, events: Sequence[NewEvent]) -> list[EncodedEve
         )
     encoded: list[EncodedEvent] = []
     seen: set[str] = set()
+    ulid_ok = _ULID.fullmatch
     for index, event in enumerate(events):
         if not isinstance(event, NewEvent):
             raise InvalidInput(
                 f"events[{index}] is a {type(event).__name__}, not an evstore.NewEvent"
             )
-        event_id = str(ULID()) if event.event_id is None else check_event_id(event.event_id)
+        event_id = event.event_id
+        if event_id is None:
+            event_id = str(ULID())
+        elif event_id.__class__ is not str or len(event_id) != 26 or not ulid_ok(event_id):
+            event_id = check_event_id(event_id)
         if event_id in seen:
             raise InvalidInput(f"event id {event_id} appears twice in one append")
         seen.add(event_id)
-        check_name(event.type, f"events[{index}].type")
-        metadata = event.metadata if event.metadata is not None else {}
-        if not isinstance(metadata, dict):
+        event_type = event.type
+        if (
+            event_type.__class__ is not str
+            or not 0 < len(event_type) <= MAX_ID_LENGTH
+            or "\x00" in event_type
+        ):
+            check_name(event_type, f"events[{index}].type")
+        metadata = event.metadata
+        if metadata is None:
+            metadata_json = "{}"
+        elif isinstance(metadata, dict):
+            metadata_json = _encode_field(metadata, index, "metadata")
+        else:
             raise InvalidInput(f"events[{index}].metadata must be a dict or None")
         encoded.append(
             EncodedEvent(
-                event_id=event_id,
-                type=event.type,
-                payload=encode_json(event.data, f"events[{index}].data"),
-                metadata=encode_json(metadata, f"events[{index}].metadata"),
+                event_id,
+                event_type,
+                _encode_field(event.data, index, "data"),
+                metadata_json,
             )
         )
     return encoded
-

@@ -215,7 +215,7 @@ class PostgresBackend:
     def _select(self, sql: str, params: Sequence[Any]) -> list[RecordedEvent]:
         with translated():
             rows = self.conn.execute(sql, params, binary=True).fetchall()
-        return [RecordedEvent(*row) for row in rows]
+        return list(map(RecordedEvent.from_decoded_row, rows))
 
     def find_events(self, event_ids: Sequence[str]) -> list[RecordedEvent]:
         return self._select(

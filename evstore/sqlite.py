@@ -51,11 +51,7 @@ def _insert_sql(rows: int) -> str:
     )
 
 
-_from_json = RecordedEvent.from_json
-
-
-def _record(row: tuple[Any, ...]) -> RecordedEvent:
-    return _from_json(row[0], row[1], row[2], row[3], row[4], row[5], row[6], _parse_time(row[7]))
+_from_row = RecordedEvent.from_row
 
 
 @contextmanager
@@ -194,15 +190,9 @@ class SQLiteBackend:
         # RETURNING gives rows in no promised order; versions put them back in append order.
         returned.sort(key=_by_version)
         return [
-            _from_json(
-                position,
-                stream_id,
-                version,
-                e.event_id,
-                e.type,
-                e.payload,
-                e.metadata,
-                _parse_time(recorded_at),
+            _from_row(
+                (position, stream_id, version, e.event_id, e.type, e.payload, e.metadata,
+                 recorded_at)
             )
             for (position, version, recorded_at), e in zip(returned, events, strict=True)
         ]
@@ -212,7 +202,7 @@ class SQLiteBackend:
     def _select(self, sql: str, params: Sequence[Any]) -> list[RecordedEvent]:
         with translated():
             rows = self.conn.execute(sql, params).fetchall()
-        return [_record(r) for r in rows]
+        return list(map(_from_row, rows))
 
     def find_events(self, event_ids: Sequence[str]) -> list[RecordedEvent]:
         return self._select(
