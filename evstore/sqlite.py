@@ -125,27 +125,56 @@ class SQLiteBackend:
     def transaction(self) -> Iterator[None]:
         """A write transaction; nested calls become savepoints."""
         with self._lock:
-            conn = self.conn
-            if self._depth == 0:
-                with translated():
-                    conn.execute("BEGIN IMMEDIATE")
-                begin, commit, undo = None, "COMMIT", "ROLLBACK"
-            else:
-                name = f"evstore_{self._depth}"
-                begin = f"SAVEPOINT {name}"
-                commit, undo = f"RELEASE {name}", f"ROLLBACK TO {name}; RELEASE {name}"
-                conn.execute(begin)
-            self._depth += 1
+            end = self._begin()
             try:
                 yield
             except BaseException:
-                self._depth -= 1
-                for stmt in undo.split("; "):
-                    conn.execute(stmt)
+                self._undo(end)
                 raise
-            self._depth -= 1
-            with translated():
-                conn.execute(commit)
+            self._commit(end)
+
+    # The append path calls these three directly: a generator-based context manager per
+    # append costs more than the statements of a one-event append.
+
+    def _begin(self) -> str:
+        """Open a transaction, or a savepoint inside one; returns what _commit/_undo close."""
+        depth = self._depth
+        try:
+            if depth == 0:
+                self.conn.execute("BEGIN IMMEDIATE")
+                end = ""
+            else:
+                end = f"evstore_{depth}"
+                self.conn.execute(f"SAVEPOINT {end}")
+        except sqlite3.Error as e:
+            raise translate(e) from e
+        self._depth = depth + 1
+        return end
+
+    def _commit(self, end: str) -> None:
+        self._depth -= 1
+        try:
+            self.conn.execute(f"RELEASE {end}" if end else "COMMIT")
+        except sqlite3.Error as e:
+            if not end:
+                self._rollback_quietly()
+            raise translate(e) from e
+
+    def _undo(self, end: str) -> None:
+        self._depth -= 1
+        if end:
+            self.conn.execute(f"ROLLBACK TO {end}")
+            self.conn.execute(f"RELEASE {end}")
+        else:
+            self.conn.execute("ROLLBACK")
+
+    def _rollback_quietly(self) -> None:
+        """After a failed COMMIT (SQLITE_BUSY, disk full) the transaction may still be open."""
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     # -- append ------------------------------------------------------------------------------
 
@@ -154,39 +183,43 @@ class SQLiteBackend:
     ) -> list[RecordedEvent]:
         conn = self.conn
         n = len(events)
-        with self.transaction():
-            row = conn.execute(
-                "SELECT version FROM stream WHERE stream_id = ?", (stream_id,)
-            ).fetchone()
-            current = None if row is None else row[0]
-            if not _matches(expected, current):
-                raise AppendConflict("version")
-            start = 0 if current is None else current
-            with translated():
-                if current is None:
-                    conn.execute(
-                        "INSERT INTO stream (stream_id, version) VALUES (?, ?)", (stream_id, n)
-                    )
-                else:
-                    conn.execute(
-                        "UPDATE stream SET version = ? WHERE stream_id = ?", (start + n, stream_id)
-                    )
-            returned: list[tuple[int, int, str]] = []
-            for offset in range(0, n, _ROWS_PER_INSERT):
-                chunk = events[offset : offset + _ROWS_PER_INSERT]
-                params: list[Any] = []
-                version = start + offset
-                for e in chunk:
-                    version += 1
-                    params += (e.event_id, stream_id, version, e.type, e.payload, e.metadata)
+        kind, head_sql = _head(expected)
+        params_head: tuple[Any, ...] = (
+            (stream_id, n) if kind == "insert" else
+            (n, stream_id, expected) if kind == "exact" else (n, stream_id)
+        )
+        with self._lock:
+            end = self._begin()
+            try:
                 try:
-                    returned += conn.execute(_insert_sql(len(chunk)), params).fetchall()
-                except sqlite3.IntegrityError as error:
-                    if "event_store.event_id" in str(error):
-                        raise AppendConflict("event_id") from error
-                    if "event_store.stream_id, event_store.version" in str(error):
-                        raise AppendConflict("version") from error
+                    row = conn.execute(head_sql, params_head).fetchone()
+                except sqlite3.Error as error:
                     raise translate(error) from error
+                if row is None:
+                    raise AppendConflict("version")
+                start = row[0] - n
+                returned: list[tuple[int, int, str]] = []
+                for offset in range(0, n, _ROWS_PER_INSERT):
+                    chunk = events[offset : offset + _ROWS_PER_INSERT]
+                    params: list[Any] = []
+                    version = start + offset
+                    for e in chunk:
+                        version += 1
+                        params += (e.event_id, stream_id, version, e.type, e.payload, e.metadata)
+                    try:
+                        returned += conn.execute(_insert_sql(len(chunk)), params).fetchall()
+                    except sqlite3.IntegrityError as error:
+                        if "event_store.event_id" in str(error):
+                            raise AppendConflict("event_id") from error
+                        if "event_store.stream_id, event_store.version" in str(error):
+                            raise AppendConflict("version") from error
+                        raise translate(error) from error
+                    except sqlite3.Error as error:
+                        raise translate(error) from error
+            except BaseException:
+                self._undo(end)
+                raise
+            self._commit(end)
         # RETURNING gives rows in no promised order; versions put them back in append order.
         returned.sort(key=_by_version)
         return [
@@ -323,11 +356,28 @@ def _by_version(row: tuple[int, int, str]) -> int:
     return row[1]
 
 
-def _matches(expected: Expected, current: int | None) -> bool:
+# One statement moves the stream head and checks the expected version; each form returns the
+# new version, or no row when the expectation does not hold (as on PostgreSQL).
+_HEAD_ANY = (
+    "INSERT INTO stream (stream_id, version) VALUES (?, ?) ON CONFLICT (stream_id) "
+    "DO UPDATE SET version = version + excluded.version RETURNING version"
+)
+_HEAD_NO_STREAM = (
+    "INSERT INTO stream (stream_id, version) VALUES (?, ?) ON CONFLICT (stream_id) DO NOTHING "
+    "RETURNING version"
+)
+_HEAD_EXISTS = "UPDATE stream SET version = version + ? WHERE stream_id = ? RETURNING version"
+_HEAD_EXACT = (
+    "UPDATE stream SET version = version + ? WHERE stream_id = ? AND version = ? "
+    "RETURNING version"
+)
+
+
+def _head(expected: Expected) -> tuple[str, str]:
     if expected is ANY:
-        return True
-    if expected is NO_STREAM:
-        return current is None
+        return "insert", _HEAD_ANY
+    if expected is NO_STREAM or expected == 0:
+        return "insert", _HEAD_NO_STREAM
     if expected is STREAM_EXISTS:
-        return current is not None
-    return (current or 0) == expected
+        return "update", _HEAD_EXISTS
+    return "exact", _HEAD_EXACT
