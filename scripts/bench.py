@@ -622,16 +622,20 @@ def run_core(
 
 
 def w5_writer(
-    system: str, url: str, writer: int, batch: int, seconds: float, go: Any, out: Any
+    system: str, url: str, writer: int, batch: int, seconds: float, pool: int, ready: Any,
+    go: Any, out: Any,
 ) -> None:
     rng = random.Random(1000 + writer)
     streams = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(20)]
     heads = dict.fromkeys(streams, 0)
+    # Events are made before the clock starts, so the 2 cores go to appending, not to making
+    # test data; a writer that uses up its pool stops early and says so.
+    made = [make_event(rng, k) for k in range(pool)]
     appended = 0
     store: Any = None
     conn: Any = None
     recorder: Any = None
-    if system == "evstore-postgres":
+    if system.startswith("evstore-postgres"):
         store = evstore.connect(url)
     elif system == "raw-postgres":
         conn = psycopg.connect(conninfo(url), autocommit=True)
@@ -640,12 +644,16 @@ def w5_writer(
         from eventsourcing.postgres import PostgresApplicationRecorder
 
         recorder = PostgresApplicationRecorder(es_pg_datastore(url))
+    ready.put(writer)
     go.wait()
     deadline = time.monotonic() + seconds
     seq = 0
     while time.monotonic() < deadline:
+        if (seq + 1) * batch > len(made):
+            print(f"W5 writer {writer}: used all {pool} events; raise --w5-pool", flush=True)
+            break
         stream = streams[seq % len(streams)]
-        events = [make_event(rng, seq * batch + k) for k in range(batch)]
+        events = made[seq * batch : (seq + 1) * batch]
         b = Batch(stream, heads[stream], events)
         if store is not None:
             store.append(
@@ -671,7 +679,7 @@ def w5_tail(system: str, url: str, done: threading.Event) -> list[int]:
     """Follow the log the way each system offers, until the writers are done and it is at
     the head; returns the positions delivered, in delivery order."""
     seen: list[int] = []
-    if system == "evstore-postgres":
+    if system.startswith("evstore-postgres"):
         store = evstore.connect(url)
         tail = store.tail(poll_interval=0.1)
 
@@ -693,9 +701,10 @@ def w5_tail(system: str, url: str, done: threading.Event) -> list[int]:
             while True:
                 finished = done.is_set()
                 rows = conn.execute(
-                    "SELECT position FROM event_store WHERE position > %s ORDER BY position "
-                    "LIMIT 500",
+                    f"SELECT {RAW_PG_COLUMNS} FROM event_store WHERE position > %s "
+                    "ORDER BY position LIMIT 500",
                     (last,),
+                    binary=True,
                 ).fetchall()
                 seen.extend(r[0] for r in rows)
                 if rows:
@@ -712,6 +721,8 @@ def w5_tail(system: str, url: str, done: threading.Event) -> list[int]:
     while True:
         finished = done.is_set()
         rows = recorder.select_notifications(last + 1, 500)
+        for r in rows:
+            json.loads(r.state)  # decoded, as evstore's tail and the raw tailer deliver it
         seen.extend(r.id for r in rows)
         if rows:
             last = rows[-1].id
@@ -735,17 +746,20 @@ def run_w5(system_name: str, scratch: Scratch, args: argparse.Namespace, results
     try:
         ctx = multiprocessing.get_context("spawn")
         go = ctx.Event()
+        ready = ctx.Queue()
         out = ctx.Queue()
         procs = [
             ctx.Process(
                 target=w5_writer,
-                args=(system_name, url, w, args.w5_batch, args.w5_seconds, go, out),
+                args=(system_name, url, w, args.w5_batch, args.w5_seconds, args.w5_pool,
+                      ready, go, out),
             )
             for w in range(args.w5_writers)
         ]
         for p in procs:
             p.start()
-        time.sleep(1.0)  # let the writers connect before the clock starts
+        for _ in procs:  # every writer connected and holding its events
+            ready.get(timeout=300)
         done = threading.Event()
         seen: list[int] = []
         tailer = threading.Thread(target=lambda: seen.extend(w5_tail(system_name, url, done)))
@@ -780,15 +794,16 @@ def run_w5(system_name: str, scratch: Scratch, args: argparse.Namespace, results
 
 
 def fill(store: evstore.Store, rng: random.Random, events: int, chunk: int = 1000) -> None:
-    """Grow the log quickly: streams of `chunk` events, one append each."""
+    """Grow the log quickly: new streams of up to `chunk` events, one append each."""
     template = [make_event(rng, k) for k in range(chunk)]
-    for _ in range(events // chunk):
-        stream = str(uuid.uuid4())
+    while events > 0:
+        n = min(chunk, events)
         store.append(
-            stream,
-            [NewEvent(e.type, e.data, e.metadata) for e in template],
+            str(uuid.uuid4()),
+            [NewEvent(e.type, e.data, e.metadata) for e in template[:n]],
             expected_version=evstore.NO_STREAM,
         )
+        events -= n
 
 
 def mid_read(store: evstore.Store, after: int, page: int, pages: int) -> float:
@@ -805,24 +820,33 @@ def mid_read(store: evstore.Store, after: int, page: int, pages: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def replay_peak_mb(url: str) -> tuple[float, int]:
-    """Peak resident memory (MB) of a fresh process that replays the whole log into a
-    projection counting events per type, and the number of events it applied."""
+def replay_peak_mb(url: str) -> tuple[float, float, int]:
+    """Peak resident memory (MB) of a fresh process before and after it replays the whole
+    log into a projection counting events per type, and the number of events applied.
+
+    Read from VmHWM in /proc/self/status: getrusage's ru_maxrss would also count the memory
+    of this (large) process, which Linux carries over into a child across fork and exec."""
     code = (
-        "import resource, sys, evstore\n"
+        "import sys, evstore\n"
+        "def hwm():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            return int(line.split()[1]) / 1024\n"
         "class Count:\n"
         "    name = 'bench_replay'\n"
         "    def __init__(self): self.by_type = {}\n"
         "    def apply(self, tx, event):\n"
+        "        event.data\n"
         "        self.by_type[event.type] = self.by_type.get(event.type, 0) + 1\n"
         "with evstore.connect(sys.argv[1]) as store:\n"
+        "    before = hwm()\n"
         "    n = store.replay(Count(), batch_size=1000)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, n)\n"
+        "print(before, hwm(), n)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, url], check=True, capture_output=True, text=True
     ).stdout.split()
-    return int(out[0]) / 1024, int(out[1])
+    return float(out[0]), float(out[1]), int(out[2])
 
 
 def run_w6(
@@ -844,10 +868,9 @@ def run_w6(
         n, s = timed(do_w1_empty)
         results.add("W6 W1 @empty", name, n / s, "events/s")
         small = store.head_position()
-        start_rates = [mid_read(store, 0, args.page, args.w6_pages) for _ in range(args.reps)]
-        mb_small, n_small = replay_peak_mb(system.url)
+        _, mb_small, n_small = replay_peak_mb(system.url)
         results.add("W6 replay MB @small", name, mb_small, "MB")
-        results.note("W6 replay MB @small", name, f"{n_small} events replayed")
+        results.note("W6 replay MB @small", name, f"{n_small:,} events replayed")
         # Grow to --growth events, then W1 again on top (fresh streams, fresh ids).
         print(f"  {name}: growing the log from {small:,} to {args.growth:,} events", flush=True)
         fill(store, rng, max(0, args.growth - small - w1_events))
@@ -865,15 +888,17 @@ def run_w6(
         head = store.head_position()
         results.note("W6 W1 @large", name, f"log held {head - w1_events * args.reps:,} to "
                      f"{head:,} events")
-        mid = head // 2
-        for rate in start_rates:
-            results.add("W6 read @start", name, rate, "events/s")
+        # Reads of the same length from the first and from the middle position of the full
+        # log, alternating, so both see the same cache and the same machine.
         for _ in range(args.reps):
-            results.add("W6 read @middle", name, mid_read(store, mid, args.page, args.w6_pages),
+            results.add("W6 read @start", name, mid_read(store, 0, args.page, args.w6_pages),
                         "events/s")
-        mb_large, n_large = replay_peak_mb(system.url)
+            results.add("W6 read @middle", name,
+                        mid_read(store, head // 2, args.page, args.w6_pages), "events/s")
+        before, mb_large, n_large = replay_peak_mb(system.url)
         results.add("W6 replay MB @large", name, mb_large, "MB")
-        results.note("W6 replay MB @large", name, f"{n_large:,} events replayed")
+        results.note("W6 replay MB @large", name,
+                     f"{n_large:,} events replayed; {before:.0f} MB before the replay began")
     finally:
         system.teardown(scratch)
 
@@ -918,15 +943,16 @@ def report(results: Results, systems: Sequence[str]) -> str:
             )
             for text in results.notes.get((workload, system), []):
                 lines.append(f"{'':<22}  note: {text}")
-        lines.append(f"{'':<22}({unit}, {len(vals) if vals else 0} runs each)")
+        runs = sorted({len(v) for (w, _), v in results.values.items() if w == workload})
+        lines.append(f"{'':<22}({unit}; runs per system: {', '.join(map(str, runs))})")
     # Derived W6 figures: growth ratios.
     for system in systems:
-        base = results.median("W1", system)
         large = results.median("W6 W1 @large", system)
-        if large:
-            small_rate = base or 0
-            lines.append(f"W6 {system}: append @large / W1 median = {large / small_rate:.2f}"
-                         if small_rate else "")
+        for base_name in ("W1", "W6 W1 @empty"):
+            base = results.median(base_name, system)
+            if large and base:
+                lines.append(f"W6 {system}: append rate @large / {base_name} median = "
+                             f"{large / base:.2f}")
         start = results.median("W6 read @start", system)
         middle = results.median("W6 read @middle", system)
         if start and middle:
@@ -1002,6 +1028,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--w5-writers", type=int, default=4)
     parser.add_argument("--w5-batch", type=int, default=10)
     parser.add_argument("--w5-seconds", type=float, default=10.0)
+    parser.add_argument("--w5-pool", type=int, default=60_000,
+                        help="events each W5 writer makes before the clock starts")
     parser.add_argument("--growth", type=int, default=1_000_000, help="W6 log size")
     parser.add_argument("--w6-pages", type=int, default=20, help="W6 pages per read")
     parser.add_argument("--w6-dialects", default="sqlite,postgres")
@@ -1039,8 +1067,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run_core(make_system(name), scratch, w1, w2, args, results,
                              random.Random(rep))
         if "W5" in workloads:
-            w5_systems = [s for s in systems if s in ("evstore-postgres", "raw-postgres",
-                                                       "es-postgres")]
+            w5_systems = [s for s in systems if "postgres" in s]
             for rep in range(args.reps):
                 for name in w5_systems:
                     print(f"rep {rep + 1}/{args.reps}: W5 {name}", flush=True)
