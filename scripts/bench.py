@@ -1028,7 +1028,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--w5-writers", type=int, default=4)
     parser.add_argument("--w5-batch", type=int, default=10)
     parser.add_argument("--w5-seconds", type=float, default=10.0)
-    parser.add_argument("--w5-pool", type=int, default=60_000,
+    parser.add_argument("--w5-pool", type=int, default=120_000,
                         help="events each W5 writer makes before the clock starts")
     parser.add_argument("--growth", type=int, default=1_000_000, help="W6 log size")
     parser.add_argument("--w6-pages", type=int, default=20, help="W6 pages per read")
