@@ -211,8 +211,6 @@ class System:
 
     def read_stream(self, stream: str) -> int: ...
 
-    def read_page_at(self, after: int, page: int) -> int: ...
-
     def teardown(self, scratch: Scratch) -> None: ...
 
 
@@ -248,9 +246,6 @@ class EvstoreSystem(System):
             n += 1
         return n
 
-    def read_page_at(self, after: int, page: int) -> int:
-        return touch(self.store.read_all(after, page))
-
     def read_stream(self, stream: str) -> int:
         return touch(self.store.read_stream(stream))
 
@@ -269,7 +264,23 @@ def touch(events: list[evstore.RecordedEvent]) -> int:
     return len(events)
 
 
-class RawSQLite(System):
+class RawSystem(System):
+    """The raw baselines: read_at(after, page) returns decoded rows, position first."""
+
+    def read_at(self, after: int, page: int) -> list[Any]:
+        raise NotImplementedError
+
+    def read_all_pages(self, page: int) -> int:
+        n, after = 0, 0
+        while True:
+            rows = self.read_at(after, page)
+            n += len(rows)
+            if len(rows) < page:
+                return n
+            after = rows[-1][0]
+
+
+class RawSQLite(RawSystem):
     """sqlite3 alone: BEGIN IMMEDIATE, read and move the stream head, executemany, COMMIT."""
 
     name, dialect = "raw-sqlite", "sqlite"
@@ -319,15 +330,6 @@ class RawSQLite(System):
 
     _COLUMNS = "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at"
 
-    def read_all_pages(self, page: int) -> int:
-        n, after = 0, 0
-        while True:
-            rows = self.read_at(after, page)
-            n += len(rows)
-            if len(rows) < page:
-                return n
-            after = rows[-1][0]
-
     def read_at(self, after: int, page: int) -> list[tuple[Any, ...]]:
         return self._decode(
             self.conn.execute(
@@ -336,9 +338,6 @@ class RawSQLite(System):
                 (after, page),
             ).fetchall()
         )
-
-    def read_page_at(self, after: int, page: int) -> int:
-        return len(self.read_at(after, page))
 
     def read_stream(self, stream: str) -> int:
         return len(
@@ -395,7 +394,7 @@ def raw_pg_append(conn: psycopg.Connection[Any], batch: Batch) -> None:
         raise RuntimeError("wrong expected version")
 
 
-class RawPostgres(System):
+class RawPostgres(RawSystem):
     """psycopg alone: the single-statement unnest insert with the version check, autocommit."""
 
     name, dialect = "raw-postgres", "postgres"
@@ -416,18 +415,6 @@ class RawPostgres(System):
             (after, page),
             binary=True,
         ).fetchall()
-
-    def read_all_pages(self, page: int) -> int:
-        n, after = 0, 0
-        while True:
-            rows = self.read_at(after, page)
-            n += len(rows)
-            if len(rows) < page:
-                return n
-            after = rows[-1][0]
-
-    def read_page_at(self, after: int, page: int) -> int:
-        return len(self.read_at(after, page))
 
     def read_stream(self, stream: str) -> int:
         return len(
@@ -491,12 +478,6 @@ class EventSourcingSystem(System):
             if len(rows) < page:
                 return n
             start = rows[-1].id + 1
-
-    def read_page_at(self, after: int, page: int) -> int:
-        rows = self.recorder.select_notifications(after + 1, page)
-        for r in rows:
-            json.loads(r.state)
-        return len(rows)
 
     def read_stream(self, stream: str) -> int:
         rows = self.recorder.select_events(uuid.UUID(stream))
