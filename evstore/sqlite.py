@@ -183,11 +183,7 @@ class SQLiteBackend:
     ) -> list[RecordedEvent]:
         conn = self.conn
         n = len(events)
-        kind, head_sql = _head(expected)
-        params_head: tuple[Any, ...] = (
-            (stream_id, n) if kind == "insert" else
-            (n, stream_id, expected) if kind == "exact" else (n, stream_id)
-        )
+        head_sql, params_head = _head(expected, stream_id, n)
         with self._lock:
             end = self._begin()
             try:
@@ -373,11 +369,12 @@ _HEAD_EXACT = (
 )
 
 
-def _head(expected: Expected) -> tuple[str, str]:
+def _head(expected: Expected, stream_id: str, n: int) -> tuple[str, tuple[Any, ...]]:
+    """The head statement for this expectation, with its parameters."""
     if expected is ANY:
-        return "insert", _HEAD_ANY
+        return _HEAD_ANY, (stream_id, n)
     if expected is NO_STREAM or expected == 0:
-        return "insert", _HEAD_NO_STREAM
+        return _HEAD_NO_STREAM, (stream_id, n)
     if expected is STREAM_EXISTS:
-        return "update", _HEAD_EXISTS
-    return "exact", _HEAD_EXACT
+        return _HEAD_EXISTS, (n, stream_id)
+    return _HEAD_EXACT, (n, stream_id, expected)
