@@ -108,5 +108,17 @@ class DuplicateEventId(EvstoreError):
         )
 
 
+class AppendLockTimeout(DatabaseError):
+    """An append waited too long for the append lock held by another transaction."""
+
+    def __init__(self, what: str, seconds: float, remedy: str) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"append lock timeout: {what} was not granted within {seconds:g}s because another "
+            f"transaction holds it. {remedy} Raise the limit with "
+            "evstore.connect(url, lock_timeout=SECONDS) if such waits are expected."
+        )
+
+
 class SnapshotError(EvstoreError, ValueError):
     """A snapshot was refused."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from typing import Any
 
@@ -89,7 +91,8 @@ class RecordedEvent:
     )
 
     # (position, stream_id, version, event_id, type, data or its JSON text,
-    #  metadata or its JSON text, recorded_at as a datetime or ISO-8601 text)
+    #  metadata or its JSON text, recorded_at as a datetime or ISO-8601 text,
+    #  content_digest as 32 bytes, or None for an event stored before digests existed)
     _row: tuple[Any, ...]
     _data: Any
     _metadata: Any
@@ -104,8 +107,11 @@ class RecordedEvent:
         data: Any,
         metadata: dict[str, Any],
         recorded_at: datetime,
+        content_digest: bytes | None = None,
     ) -> None:
-        self._row = (position, stream_id, version, event_id, type, None, None, recorded_at)
+        self._row = (
+            position, stream_id, version, event_id, type, None, None, recorded_at, content_digest
+        )
         self._data = data
         self._metadata = metadata
 
@@ -138,10 +144,11 @@ class RecordedEvent:
         payload_json: str,
         metadata_json: str,
         recorded_at: datetime | str,
+        content_digest: bytes | None = None,
     ) -> RecordedEvent:
         return cls.from_row(
             (position, stream_id, version, event_id, type, payload_json, metadata_json,
-             recorded_at)
+             recorded_at, content_digest)
         )
 
     @property
@@ -182,6 +189,13 @@ class RecordedEvent:
     def recorded_at(self) -> datetime:
         value = self._row[7]
         return value if value.__class__ is datetime else _parse_time(value)
+
+    @property
+    def content_digest(self) -> bytes | None:
+        """SHA-256 of type, data and metadata in canonical form (see content_digest()), as
+        stored with the event; None for an event stored before migration 0009."""
+        value = self._row[8] if len(self._row) > 8 else None
+        return None if value is None else bytes(value)
 
     def __repr__(self) -> str:
         return (
@@ -231,6 +245,7 @@ class RecordedEvent:
                 self.data,
                 self.metadata,
                 self.recorded_at,
+                self.content_digest,
             ),
         )
 
@@ -257,6 +272,7 @@ class EncodedEvent:
     type: str
     payload: str
     metadata: str
+    digest: bytes
 
 
 # json.dumps writes NUL as \u0000; PostgreSQL's jsonb and text refuse it, so both dialects do.
@@ -267,13 +283,16 @@ def _not_serialisable(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-# The C encoder json.dumps uses, made once: compact separators, no ASCII escaping, NaN and
-# Infinity refused. json.JSONEncoder.encode would build it again for every call, which costs
-# as much as encoding a 200-byte document. markers=None leaves cycle detection to the
-# recursion limit (a self-referencing value ends in RecursionError, reported below).
+# The C encoder json.dumps uses, made once: sorted keys, compact separators, no ASCII escaping,
+# NaN and Infinity refused. Sorted keys make the stored text canonical (see canonical_json), so
+# one encoding serves both storage and the content digest; PostgreSQL's jsonb does not keep key
+# order either, so both dialects now return keys in the same order. json.JSONEncoder.encode
+# would build the encoder again for every call, which costs as much as encoding a 200-byte
+# document. markers=None leaves cycle detection to the recursion limit (a self-referencing
+# value ends in RecursionError, reported below).
 if c_make_encoder is not None:
     _c_encoder = c_make_encoder(
-        None, _not_serialisable, c_encode_basestring, None, ":", ",", False, False, False
+        None, _not_serialisable, c_encode_basestring, None, ":", ",", True, False, False
     )
 
     def _dumps(value: Any) -> str:
@@ -282,12 +301,70 @@ if c_make_encoder is not None:
         return "".join(_c_encoder(value, 0))
 
 else:  # an interpreter without the C accelerator
-    _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode  # type: ignore[assignment]
+    _dumps = json.JSONEncoder(  # type: ignore[assignment]
+        ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True
+    ).encode
+
+
+MAX_JSON_DEPTH = 200  # nesting of arrays and objects in one document
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # one encoded data, metadata or snapshot document
+MAX_APPEND_BYTES = 256 * 1024 * 1024  # all documents of one append together
+
+# Text that may not be canonical as encoded: numeric or boolean dict keys (json writes them as
+# strings, but sorted them as numbers), floats that PostgreSQL's jsonb gives back in another
+# spelling (1e+16 comes back as 10000000000000000, -0.0 as 0.0). Strings that merely contain
+# these characters take the slow path too, which is correct, only slower.
+_MAYBE_NOT_CANONICAL = re.compile(r'e\+|-0\.0|[{,]"(?:-?[0-9]|true"|false"|null")')
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _normalise_numbers(value: Any) -> Any:
+    """The value as PostgreSQL's jsonb gives it back: -0.0 as 0, and floats of 1e16 and more
+    (whose repr has an exponent and no fraction) as the integer their repr spells."""
+    if value.__class__ is float:
+        if value == 0:
+            return 0.0
+        if abs(value) >= 1e16:
+            return int(Decimal(repr(value)))
+        return value
+    if value.__class__ is dict:
+        return {k: _normalise_numbers(v) for k, v in value.items()}
+    if value.__class__ is list:
+        return [_normalise_numbers(v) for v in value]
+    return value
+
+
+def _canonical(text: str) -> str:
+    if _MAYBE_NOT_CANONICAL.search(text):
+        return _dumps(_normalise_numbers(_loads(text)))
+    return text
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON text of a decoded value: sorted keys, no whitespace, no ASCII
+    escaping, numbers as PostgreSQL's jsonb keeps them. It is what evstore stores on SQLite and
+    what the content digest covers, on both dialects."""
+    return _canonical(_dumps(value))
+
+
+def _depth_exceeds(text: str, limit: int) -> bool:
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in "]}":
+            depth -= 1
+    return False
 
 
 def encode_json(value: Any, what: str) -> str:
-    """JSON text for value, refusing what would not round-trip identically on both dialects.
-    `what` names the value in error messages."""
+    """Canonical JSON text for value, refusing what would not round-trip identically on both
+    dialects or could not be read back. `what` names the value in error messages."""
     try:
         text = _dumps(value)
     except ValueError as e:
@@ -296,20 +373,43 @@ def encode_json(value: Any, what: str) -> str:
             "store them as strings or null"
         ) from e
     except TypeError as e:
-        raise InvalidInput(
-            f"{what} is not JSON-serialisable ({e}); convert it to dicts, lists, str, "
-            "int, float, bool or None first"
-        ) from e
+        # Keys of mixed types (3 and "t") cannot be sorted as they are; json writes them all
+        # as strings, and as strings they sort.
+        try:
+            text = _dumps(_loads(_dumps_unsorted(value)))
+        except (TypeError, ValueError, RecursionError):
+            raise InvalidInput(
+                f"{what} is not JSON-serialisable ({e}); convert it to dicts, lists, str, "
+                "int, float, bool or None first"
+            ) from e
     except RecursionError as e:
         raise InvalidInput(
-            f"{what} is nested too deeply, or contains itself, to encode as JSON"
+            f"{what} is nested too deeply, or contains itself, to encode as JSON; the limit "
+            f"is {MAX_JSON_DEPTH} levels"
         ) from e
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise InvalidInput(
             f"{what} contains a NUL character (\\x00), which PostgreSQL cannot store in "
             "text or jsonb; remove it or encode the value (for example base64)"
         )
-    return text
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as e:
+        raise InvalidInput(
+            f"{what} contains a lone surrogate ({text[e.start:e.end]!a}), which is not valid "
+            "Unicode and which neither dialect can store; fix the string's decoding"
+        ) from e
+    if size > MAX_DOCUMENT_BYTES:
+        raise InvalidInput(
+            f"{what} is {size:,} bytes as JSON; the limit is {MAX_DOCUMENT_BYTES:,} bytes per "
+            "document. Store large content elsewhere and put its address in the event"
+        )
+    if _depth_exceeds(text, MAX_JSON_DEPTH):
+        raise InvalidInput(
+            f"{what} is nested more than {MAX_JSON_DEPTH} levels deep; readers on either "
+            "dialect could not decode it. Flatten the document"
+        )
+    return _canonical(text)
 
 
 def _encode_field(value: Any, index: int, field: str) -> str:
@@ -318,9 +418,42 @@ def _encode_field(value: Any, index: int, field: str) -> str:
         text = _dumps(value)
     except (ValueError, TypeError, RecursionError):
         text = ""
-    if not text or ("\\u0000" in text and _NUL_ESCAPE.search(text)):
-        return encode_json(value, f"events[{index}].{field}")  # raises the precise error
-    return text
+    if (
+        not text
+        or ("\\u0000" in text and _NUL_ESCAPE.search(text))
+        or len(text) * 4 > MAX_DOCUMENT_BYTES
+        or text.count("[") + text.count("{") > MAX_JSON_DEPTH
+    ):
+        return encode_json(value, f"events[{index}].{field}")  # checks fully, raises precisely
+    return _canonical(text)
+
+
+_dumps_unsorted = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":")
+).encode
+
+_DIGEST_PREFIX = b"evstore-v1\x00"
+_sha256 = hashlib.sha256
+
+
+def content_digest(event_type: str, payload_json: str, metadata_json: str) -> bytes:
+    """SHA-256 over "evstore-v1", the type, and the canonical JSON of data and metadata, each
+    followed by NUL (none of them can contain one): the same bytes on both dialects."""
+    return _sha256(
+        b"".join((
+            _DIGEST_PREFIX,
+            event_type.encode(),
+            b"\x00",
+            payload_json.encode(),
+            b"\x00",
+            metadata_json.encode(),
+        ))
+    ).digest()
+
+
+def digest_of(event_type: str, data: Any, metadata: Any) -> bytes:
+    """The content digest of an event as read back: what `evstore verify` recomputes."""
+    return content_digest(event_type, canonical_json(data), canonical_json(metadata))
 
 
 def check_name(value: object, what: str) -> str:
@@ -335,6 +468,13 @@ def check_name(value: object, what: str) -> str:
         )
     if "\x00" in value:
         raise InvalidInput(f"{what} contains a NUL character, which PostgreSQL cannot store")
+    try:
+        value.encode()
+    except UnicodeEncodeError as e:
+        raise InvalidInput(
+            f"{what} contains a lone surrogate ({value[e.start:e.end]!a}), which is not valid "
+            "Unicode and which neither dialect can store"
+        ) from e
     return value
 
 
@@ -371,6 +511,11 @@ def check_expected(expected: object) -> Expected:
             f"expected_version {expected!r} must be evstore.ANY, evstore.NO_STREAM, "
             "evstore.STREAM_EXISTS or the stream's current version (an int >= 0)"
         )
+    if expected > 2**63 - 1:
+        raise InvalidInput(
+            f"expected_version {expected} is beyond 2**63 - 1, the largest version either "
+            "dialect stores; pass the stream's current version"
+        )
     if expected < 0:
         raise InvalidInput(
             f"expected_version {expected} is negative; use 0 or evstore.NO_STREAM for a new "
@@ -399,6 +544,7 @@ def encode_events(stream_id: str, events: Sequence[NewEvent]) -> list[EncodedEve
         )
     encoded: list[EncodedEvent] = []
     seen: set[str] = set()
+    total = 0
     ulid_ok = _ULID.fullmatch
     for index, event in enumerate(events):
         if not isinstance(event, NewEvent):
@@ -427,12 +573,21 @@ def encode_events(stream_id: str, events: Sequence[NewEvent]) -> list[EncodedEve
             metadata_json = _encode_field(metadata, index, "metadata")
         else:
             raise InvalidInput(f"events[{index}].metadata must be a dict or None")
-        encoded.append(
-            EncodedEvent(
-                event_id,
-                event_type,
-                _encode_field(event.data, index, "data"),
-                metadata_json,
-            )
+        payload_json = _encode_field(event.data, index, "data")
+        try:
+            digest = content_digest(event_type, payload_json, metadata_json)
+        except UnicodeEncodeError:
+            for what, text in (("type", event_type), ("data", payload_json),
+                               ("metadata", metadata_json)):
+                encode_json(text, f"events[{index}].{what}")  # names the lone surrogate
+            raise
+        total += len(payload_json) + len(metadata_json)
+        encoded.append(EncodedEvent(event_id, event_type, payload_json, metadata_json, digest))
+    if total > MAX_APPEND_BYTES // 4 and sum(
+        len(e.payload.encode()) + len(e.metadata.encode()) for e in encoded
+    ) > MAX_APPEND_BYTES:
+        raise InvalidInput(
+            f"one append of {len(encoded)} events holds more than {MAX_APPEND_BYTES:,} bytes "
+            "of JSON; split it into several appends in one store.transaction()"
         )
     return encoded

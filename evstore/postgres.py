@@ -1,14 +1,22 @@
-"""The PostgreSQL dialect: psycopg 3, one statement and one round trip per append.
+"""The PostgreSQL dialect: psycopg 3, one function call and one round trip per append.
 
-Gap-free global order: an append takes the transaction-level advisory lock APPEND_LOCK_KEY
-after its stream row is locked and before it draws positions, and holds it to COMMIT.
-PostgreSQL makes a transaction visible before it releases its locks, so positions become
-visible in the order they were drawn, and a reader that has seen position N has seen every
-committed position below N. See the README, "Gap-free global order".
+Appends go through evstore_append() (migration 0010), a SECURITY DEFINER function: the
+application role needs EXECUTE on it and no INSERT on the log. Gap-free global order: the
+function takes the transaction-level advisory lock APPEND_LOCK_KEY after its stream row is
+locked and before it draws positions, and holds it to COMMIT. PostgreSQL makes a transaction
+visible before it releases its locks, so positions become visible in the order they were drawn,
+and a reader that has seen position N has seen every committed position below N. See the
+README, "Gap-free global order".
+
+Threads: a Store may be shared by threads. Each operation borrows a connection: the Store's
+first connection when it is free, otherwise one from a psycopg_pool pool opened on first need.
+A transaction keeps its connection, bound to its thread, until it ends, so one thread's
+rollback never takes another thread's append with it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +27,7 @@ from psycopg.types.json import set_json_loads
 
 from evstore.backend import AppendConflict
 from evstore.errors import (
+    AppendLockTimeout,
     AppendOnlyViolation,
     ConnectionFailed,
     DatabaseError,
@@ -41,49 +50,17 @@ APPEND_LOCK_KEY = 1702261620
 NOTIFY_CHANNEL = "evstore_event_store"
 
 _EVENT_COLUMNS = (
-    "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at"
+    "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at, "
+    "content_digest"
 )
 
-# The stream row is the per-stream serialisation point; each form returns the new version,
-# or no row when the expected version does not hold.
-_HEAD = {
-    "any": (
-        "INSERT INTO stream AS s (stream_id, version) VALUES (%(stream)s, %(n)s) "
-        "ON CONFLICT (stream_id) DO UPDATE SET version = s.version + %(n)s RETURNING s.version"
-    ),
-    "no_stream": (
-        "INSERT INTO stream (stream_id, version) VALUES (%(stream)s, %(n)s) "
-        "ON CONFLICT (stream_id) DO NOTHING RETURNING version"
-    ),
-    "exists": (
-        "UPDATE stream SET version = version + %(n)s WHERE stream_id = %(stream)s "
-        "RETURNING version"
-    ),
-    "exact": (
-        "UPDATE stream SET version = version + %(n)s "
-        "WHERE stream_id = %(stream)s AND version = %(expected)s RETURNING version"
-    ),
-}
-
-# One statement: lock the stream row and check its version, then take the append lock, then
-# insert the batch from four text[] parameters sent in binary format (%b): psycopg writes
-# those as lengths and bytes, where the text format (%s) would escape every quote of every
-# JSON document through a regular expression, which costs more than the insert itself.
-# Positions are drawn only for rows of the join with `lock`, so always after the lock is held.
-_APPEND = """\
-WITH head AS ({head}),
-lock AS (SELECT pg_advisory_xact_lock({key}) FROM head)
-INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata)
-SELECT e.event_id, %(stream)s, head.version - %(n)s + e.ord, e.event_type,
-       e.payload::jsonb, e.metadata::jsonb
-FROM head CROSS JOIN lock CROSS JOIN
-     unnest(%(ids)b::text[], %(types)b::text[], %(payloads)b::text[], %(metadatas)b::text[])
-     WITH ORDINALITY AS e(event_id, event_type, payload, metadata, ord)
-RETURNING position, version, recorded_at"""
-
-APPEND_SQL = {
-    kind: _APPEND.format(head=head, key=APPEND_LOCK_KEY) for kind, head in _HEAD.items()
-}
+# The arrays go in binary format (%b): psycopg writes those as lengths and bytes, where the
+# text format (%s) would escape every quote of every JSON document through a regular
+# expression, which costs more than the insert itself.
+APPEND_SQL = (
+    "SELECT position, version, recorded_at FROM evstore_append(%s::text, %s::text, "
+    "%s::bigint, %b::text[], %b::text[], %b::text[], %b::text[], %b::bytea[], %s::integer)"
+)
 
 
 def _append_kind(expected: Expected) -> str:
@@ -105,10 +82,34 @@ def translated() -> Iterator[None]:
         raise translate(e) from e
 
 
-def translate(error: psycopg.Error) -> EvstoreError:
+def translate(error: psycopg.Error, lock_timeout: float | None = None) -> EvstoreError:
     message = (error.diag.message_primary or str(error)).strip()
-    if "append-only" in message:
-        return AppendOnlyViolation()
+    if message.startswith("evstore:"):
+        hint = error.diag.message_hint
+        return AppendOnlyViolation(message + (f" {hint}" if hint else ""))
+    if isinstance(error, psycopg.errors.LockNotAvailable) and lock_timeout is not None:
+        return AppendLockTimeout(
+            f"the stream row or the append lock (pg_advisory_xact_lock({APPEND_LOCK_KEY}))",
+            lock_timeout,
+            "Find the holder with SELECT pid, state, xact_start, query FROM pg_stat_activity "
+            "WHERE pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted); "
+            "a multi-append store.transaction() holds the lock until it commits.",
+        )
+    if isinstance(error, psycopg.errors.UndefinedFunction) and "evstore_append" in message:
+        return DatabaseError(
+            "evstore_append() does not exist in this database: run `evstore migrate` "
+            "(migration 0010 adds it)"
+        )
+    if isinstance(error, psycopg.errors.UndefinedTable):
+        return DatabaseError(
+            f"PostgreSQL refused the operation: {message}; run `evstore migrate` to create "
+            "evstore's tables, and check the database and schema in the URL"
+        )
+    if isinstance(error, psycopg.errors.InsufficientPrivilege):
+        return DatabaseError(
+            f"PostgreSQL refused the operation: {message}; the role lacks a privilege the "
+            "store needs (`evstore grant --role ROLE` prints what to grant)"
+        )
     if isinstance(error, psycopg.OperationalError):
         return ConnectionFailed(
             f"PostgreSQL connection failed: {message}; check that the server is running"
@@ -116,73 +117,160 @@ def translate(error: psycopg.Error) -> EvstoreError:
     return DatabaseError(f"PostgreSQL refused the operation: {message}")
 
 
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    # jsonb arrives decoded by the C JSON scanner directly, about twice as fast as json.loads.
+    set_json_loads(decode_json, conn)
+
+
+_CONNECT_ARGS: dict[str, Any] = {
+    "autocommit": True,
+    "connect_timeout": 10,
+    "application_name": "evstore",
+    "options": "-c TimeZone=UTC",
+}
+
+
 def open_connection(url: DatabaseURL) -> psycopg.Connection[Any]:
     assert url.conninfo is not None
     try:
-        conn = psycopg.connect(
-            url.conninfo,
-            autocommit=True,
-            connect_timeout=10,
-            application_name="evstore",
-            options="-c TimeZone=UTC",
-        )
+        conn = psycopg.connect(url.conninfo, **_CONNECT_ARGS)
     except psycopg.Error as e:
         raise ConnectionFailed(
             f"cannot connect to {url.redacted}: {_first_line(e)}; check that the server is "
             "running, and the host, port, database name and credentials in the URL"
         ) from e
-    # jsonb arrives decoded by the C JSON scanner directly, about twice as fast as json.loads.
-    set_json_loads(decode_json, conn)
+    _configure(conn)
     return conn
 
 
 class PostgresBackend:
     dialect: Dialect = "postgres"
 
-    def __init__(self, url: DatabaseURL) -> None:
+    def __init__(
+        self, url: DatabaseURL, *, lock_timeout: float = 5.0, pool_size: int = 8
+    ) -> None:
         self.url = url
-        self.conn = open_connection(url)
-        self._depth = 0
+        self.lock_timeout = lock_timeout
+        self._lock_timeout_ms = max(int(lock_timeout * 1000), 1)
+        self.conn = open_connection(url)  # the first connection; a bad URL fails here, clearly
+        self._conn_free = threading.Lock()
+        self._pool: Any = None
+        self._pool_size = pool_size
+        self._pool_guard = threading.Lock()
+        self._local = threading.local()  # .conn and .depth of this thread's transaction
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         self.conn.close()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _borrow(self) -> tuple[psycopg.Connection[Any], int]:
+        """A connection for one operation: 0 = this thread's transaction, 1 = the first
+        connection, 2 = from the pool. Give it back with _give_back."""
+        bound = getattr(self._local, "conn", None)
+        if bound is not None:
+            return bound, 0
+        if self._conn_free.acquire(blocking=False):
+            return self.conn, 1
+        return self._pool_get(), 2
+
+    def _give_back(self, conn: psycopg.Connection[Any], how: int) -> None:
+        if how == 1:
+            self._conn_free.release()
+        elif how == 2:
+            self._pool.putconn(conn)
+
+    def _pool_get(self) -> psycopg.Connection[Any]:
+        if self._pool is None:
+            with self._pool_guard:
+                if self._pool is None:
+                    from psycopg_pool import ConnectionPool
+
+                    assert self.url.conninfo is not None
+                    self._pool = ConnectionPool(
+                        self.url.conninfo,
+                        min_size=0,
+                        max_size=self._pool_size,
+                        kwargs=dict(_CONNECT_ARGS),
+                        configure=_configure,
+                        name="evstore",
+                        open=True,
+                    )
+        try:
+            conn: psycopg.Connection[Any] = self._pool.getconn(timeout=30)
+        except Exception as e:
+            raise ConnectionFailed(
+                f"no connection to {self.url.redacted} became free within 30s "
+                f"({type(e).__name__}); more threads share this Store than its pool_size "
+                f"({self._pool_size}) allows, or the server stopped accepting connections"
+            ) from e
+        return conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        conn, how = self._borrow()
+        try:
+            yield conn
+        finally:
+            self._give_back(conn, how)
+
+    def _rows(self, sql: Any, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        conn, how = self._borrow()
+        try:
+            return conn.execute(sql, params).fetchall()
+        except psycopg.Error as e:
+            raise translate(e) from e
+        finally:
+            self._give_back(conn, how)
 
     @property
     def in_transaction(self) -> bool:
-        return self._depth > 0
+        return getattr(self._local, "conn", None) is not None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """A transaction; nested calls become savepoints."""
-        with translated(), self.conn.transaction():
-            self._depth += 1
-            try:
+        """A transaction on a connection bound to this thread; nested calls are savepoints."""
+        bound = getattr(self._local, "conn", None)
+        if bound is not None:
+            with translated(), bound.transaction():
                 yield
-            finally:
-                self._depth -= 1
+            return
+        conn, how = self._borrow()
+        self._local.conn = conn
+        try:
+            with translated(), conn.transaction():
+                yield
+        finally:
+            self._local.conn = None
+            self._give_back(conn, how)
 
     # -- append ------------------------------------------------------------------------------
 
     def append(
         self, stream_id: str, events: Sequence[EncodedEvent], expected: Expected
     ) -> list[RecordedEvent]:
-        params = {
-            "stream": stream_id,
-            "n": len(events),
-            "expected": expected if isinstance(expected, int) else None,
-            "ids": [e.event_id for e in events],
-            "types": [e.type for e in events],
-            "payloads": [e.payload for e in events],
-            "metadatas": [e.metadata for e in events],
-        }
-        sql = APPEND_SQL[_append_kind(expected)]
+        params = (
+            stream_id,
+            _append_kind(expected),
+            expected if isinstance(expected, int) else None,
+            [e.event_id for e in events],
+            [e.type for e in events],
+            [e.payload for e in events],
+            [e.metadata for e in events],
+            [e.digest for e in events],
+            self._lock_timeout_ms,
+        )
+        conn, how = self._borrow()
         try:
-            if self._depth:
+            if how == 0:
                 # Inside a caller's transaction a savepoint keeps it usable after a conflict.
-                with self.conn.transaction():
-                    rows = self.conn.execute(sql, params, binary=True).fetchall()
+                with conn.transaction():
+                    rows = conn.execute(APPEND_SQL, params, binary=True).fetchall()
             else:
-                rows = self.conn.execute(sql, params, binary=True).fetchall()
+                rows = conn.execute(APPEND_SQL, params, binary=True).fetchall()
         except psycopg.errors.UniqueViolation as e:
             if e.diag.constraint_name == "uq_event_store_event_id":
                 raise AppendConflict("event_id") from e
@@ -190,10 +278,12 @@ class PostgresBackend:
                 raise AppendConflict("version") from e
             raise translate(e) from e
         except psycopg.Error as e:
-            raise translate(e) from e
+            raise translate(e, self.lock_timeout) from e
+        finally:
+            self._give_back(conn, how)
         if not rows:
             raise AppendConflict("version")
-        # RETURNING gives rows in no promised order; versions put them back in append order.
+        # Rows come back in no promised order; versions put them back in append order.
         rows.sort(key=_by_version)
         from_json = RecordedEvent.from_json
         return [
@@ -206,6 +296,7 @@ class PostgresBackend:
                 e.payload,
                 e.metadata,
                 recorded_at,
+                e.digest,
             )
             for (position, version, recorded_at), e in zip(rows, events, strict=True)
         ]
@@ -213,8 +304,13 @@ class PostgresBackend:
     # -- reads -------------------------------------------------------------------------------
 
     def _select(self, sql: str, params: Sequence[Any]) -> list[RecordedEvent]:
-        with translated():
-            rows = self.conn.execute(sql, params, binary=True).fetchall()
+        conn, how = self._borrow()
+        try:
+            rows = conn.execute(sql, params, binary=True).fetchall()
+        except psycopg.Error as e:
+            raise translate(e) from e
+        finally:
+            self._give_back(conn, how)
         return list(map(RecordedEvent.from_decoded_row, rows))
 
     def find_events(self, event_ids: Sequence[str]) -> list[RecordedEvent]:
@@ -225,11 +321,8 @@ class PostgresBackend:
         )
 
     def stream_version(self, stream_id: str) -> int | None:
-        with translated():
-            row = self.conn.execute(
-                "SELECT version FROM stream WHERE stream_id = %s", (stream_id,)
-            ).fetchone()
-        return None if row is None else int(row[0])
+        rows = self._rows("SELECT version FROM stream WHERE stream_id = %s", (stream_id,))
+        return int(rows[0][0]) if rows else None
 
     def read_stream(
         self, stream_id: str, from_version: int, limit: int | None, backwards: bool
@@ -257,80 +350,83 @@ class PostgresBackend:
         )
 
     def head_position(self) -> int:
-        with translated():
-            row = self.conn.execute("SELECT max(position) FROM event_store").fetchone()
-        return int(row[0] or 0) if row else 0
+        rows = self._rows("SELECT max(position) FROM event_store")
+        return int(rows[0][0] or 0) if rows else 0
 
     # -- snapshots ---------------------------------------------------------------------------
 
     def save_snapshot(self, stream_id: str, version: int, state: str) -> SnapshotRecord:
-        with translated():
-            saved = self.conn.execute(
-                "INSERT INTO snapshot (stream_id, version, state) VALUES (%s, %s, %s::jsonb) "
-                "ON CONFLICT (stream_id, version) DO UPDATE SET state = excluded.state, "
-                "created_at = excluded.created_at RETURNING state, created_at",
-                (stream_id, version, state),
-            ).fetchone()
-        assert saved is not None
-        return SnapshotRecord(stream_id, version, saved[0], saved[1])
+        rows = self._rows(
+            "INSERT INTO snapshot (stream_id, version, state) VALUES (%s, %s, %s::jsonb) "
+            "ON CONFLICT (stream_id, version) DO UPDATE SET state = excluded.state, "
+            "created_at = excluded.created_at RETURNING state, created_at",
+            (stream_id, version, state),
+        )
+        return SnapshotRecord(stream_id, version, rows[0][0], rows[0][1])
 
     def load_snapshot(self, stream_id: str) -> SnapshotRecord | None:
-        with translated():
-            row = self.conn.execute(
-                "SELECT stream_id, version, state, created_at FROM snapshot WHERE stream_id = %s "
-                "ORDER BY version DESC LIMIT 1",
-                (stream_id,),
-            ).fetchone()
-        return None if row is None else SnapshotRecord(*row)
+        rows = self._rows(
+            "SELECT stream_id, version, state, created_at FROM snapshot WHERE stream_id = %s "
+            "ORDER BY version DESC LIMIT 1",
+            (stream_id,),
+        )
+        return SnapshotRecord(*rows[0]) if rows else None
 
     # -- checkpoints -------------------------------------------------------------------------
 
     def checkpoint(self, name: str, for_update: bool) -> int:
         lock = " FOR UPDATE" if for_update else ""
-        with translated():
-            row = self.conn.execute(
-                "SELECT position FROM subscription WHERE name = %s AND deleted_at IS NULL" + lock,
-                (name,),
-            ).fetchone()
-        return 0 if row is None else int(row[0])
+        rows = self._rows(
+            "SELECT position FROM subscription WHERE name = %s AND deleted_at IS NULL" + lock,
+            (name,),
+        )
+        return int(rows[0][0]) if rows else 0
 
     def set_checkpoint(self, name: str, position: int) -> None:
-        with translated():
-            self.conn.execute(
-                "INSERT INTO subscription (name, position) VALUES (%s, %s) "
-                "ON CONFLICT (name) WHERE deleted_at IS NULL DO UPDATE SET position = "
-                "excluded.position",
-                (name, position),
-            )
+        self._rows(
+            "INSERT INTO subscription (name, position) VALUES (%s, %s) "
+            "ON CONFLICT (name) WHERE deleted_at IS NULL DO UPDATE SET position = "
+            "excluded.position RETURNING position",
+            (name, position),
+        )
 
     def delete_checkpoint(self, name: str) -> bool:
-        with translated():
-            cur = self.conn.execute(
-                "UPDATE subscription SET deleted_at = now() WHERE name = %s AND deleted_at IS NULL",
-                (name,),
-            )
-        return cur.rowcount > 0
+        rows = self._rows(
+            "UPDATE subscription SET deleted_at = now() WHERE name = %s AND deleted_at IS NULL "
+            "RETURNING subscription_id",
+            (name,),
+        )
+        return bool(rows)
 
     # -- projections and tails ---------------------------------------------------------------
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a projection's SQL written with ? placeholders, as on SQLite."""
         query = sql.replace("%", "%%").replace("?", "%s")
-        with translated():
-            cur = self.conn.execute(query.encode(), params)
+        conn, how = self._borrow()
+        try:
+            cur = conn.execute(query.encode(), params)
             return cur.fetchall() if cur.description else []
+        except psycopg.Error as e:
+            raise translate(e) from e
+        finally:
+            self._give_back(conn, how)
 
     def changes(self, poll_interval: float) -> Iterator[bool]:
-        """Yields after each NOTIFY from the event_store_notify trigger, and at least every
-        poll_interval seconds, so a tail can stop promptly and a lost wake-up costs at most one
-        interval."""
+        """LISTENs on this backend's own connection (a tail's backend belongs to its tail), then
+        yields True at once: the caller reads only after the LISTEN is in place, so a commit
+        between its read and its wait is never missed. Afterwards it yields after each NOTIFY
+        from the event_store_notify trigger, and at least every poll_interval seconds, so a
+        tail can stop promptly and a lost wake-up costs at most one interval."""
+        conn = self.conn
         with translated():
-            self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        yield True
         while True:
             # A quiet interval also counts as a change: re-reading costs one index probe, and
             # it bounds the delay should a notification ever be lost.
             with translated():
-                for _ in self.conn.notifies(timeout=poll_interval, stop_after=1):
+                for _ in conn.notifies(timeout=poll_interval, stop_after=1):
                     pass
             yield True
 

@@ -1,4 +1,10 @@
-"""The SQLite dialect: stdlib sqlite3, one writer at a time, BEGIN IMMEDIATE for appends."""
+"""The SQLite dialect: stdlib sqlite3, one writer at a time, BEGIN IMMEDIATE for appends.
+
+Threads: a Store may be shared by threads. It has one connection, and every operation holds
+the Store's lock, so transactions are serialised in the process instead of busy-waiting on the
+database file's lock, and no thread ever reads or joins another thread's open transaction.
+Processes still meet at the file lock (busy timeout = lock_timeout).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from typing import Any
 
 from evstore.backend import AppendConflict
 from evstore.errors import (
+    AppendLockTimeout,
     AppendOnlyViolation,
     ConnectionFailed,
     DatabaseError,
@@ -32,11 +39,11 @@ from evstore.events import (
 )
 from evstore.urls import DatabaseURL, Dialect
 
-BUSY_TIMEOUT_S = 30.0
-_ROWS_PER_INSERT = 1000  # 6 parameters a row, well under SQLite's 32766-variable limit
+_ROWS_PER_INSERT = 1000  # 7 parameters a row, well under SQLite's 32766-variable limit
 
 _EVENT_COLUMNS = (
-    "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at"
+    "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at, "
+    "content_digest"
 )
 _loads = decode_json
 _parse_time = datetime.fromisoformat  # reads the trailing Z as UTC on Python 3.11+
@@ -44,10 +51,10 @@ _parse_time = datetime.fromisoformat  # reads the trailing Z as UTC on Python 3.
 
 @lru_cache(maxsize=64)
 def _insert_sql(rows: int) -> str:
-    values = ",".join(["(?,?,?,?,?,?)"] * rows)
+    values = ",".join(["(?,?,?,?,?,?,?)"] * rows)
     return (
-        "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata) "
-        f"VALUES {values} RETURNING position, version, recorded_at"
+        "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata, "
+        f"content_digest) VALUES {values} RETURNING position, version, recorded_at"
     )
 
 
@@ -63,21 +70,34 @@ def translated() -> Iterator[None]:
         raise translate(e) from e
 
 
-def translate(error: sqlite3.Error) -> EvstoreError:
+def translate(error: sqlite3.Error, lock_timeout: float | None = None) -> EvstoreError:
     message = str(error)
-    if "append-only" in message:
-        return AppendOnlyViolation()
+    if message.startswith("evstore:"):
+        return AppendOnlyViolation(message)
     if isinstance(error, sqlite3.OperationalError) and "locked" in message:
+        return AppendLockTimeout(
+            "the SQLite database's write lock",
+            lock_timeout if lock_timeout is not None else 0,
+            "Another connection or process holds a write transaction; finish or stop it.",
+        )
+    if isinstance(error, sqlite3.OperationalError) and "no such table" in message:
         return DatabaseError(
-            f"SQLite database is locked ({message}) after waiting {BUSY_TIMEOUT_S:.0f}s; "
-            "another process holds a long write transaction, finish or stop it"
+            f"SQLite error: {message}; run `evstore migrate` to create evstore's tables, and "
+            "check the path in the URL"
+        )
+    if isinstance(error, sqlite3.OperationalError) and (
+        "disk is full" in message or "disk I/O error" in message
+    ):
+        return DatabaseError(
+            f"SQLite could not write: {message}; nothing of this operation was stored. Free "
+            "space on the database's disk and retry"
         )
     if isinstance(error, sqlite3.IntegrityError):
         return DatabaseError(f"SQLite refused the write: {message}")
     return DatabaseError(f"SQLite error: {message}")
 
 
-def open_connection(url: DatabaseURL) -> sqlite3.Connection:
+def open_connection(url: DatabaseURL, lock_timeout: float = 5.0) -> sqlite3.Connection:
     path = url.sqlite_path
     assert path is not None
     if not url.is_memory:
@@ -90,7 +110,7 @@ def open_connection(url: DatabaseURL) -> sqlite3.Connection:
             ) from e
     try:
         conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            path, timeout=lock_timeout, isolation_level=None, check_same_thread=False
         )
         conn.execute("PRAGMA foreign_keys = ON")
         if not url.is_memory:
@@ -106,12 +126,34 @@ def open_connection(url: DatabaseURL) -> sqlite3.Connection:
 class SQLiteBackend:
     dialect: Dialect = "sqlite"
 
-    def __init__(self, url: DatabaseURL, connection: sqlite3.Connection | None = None) -> None:
+    def __init__(
+        self,
+        url: DatabaseURL,
+        connection: sqlite3.Connection | None = None,
+        *,
+        lock_timeout: float = 5.0,
+        lock: threading.RLock | None = None,
+    ) -> None:
         self.url = url
-        self.conn = connection if connection is not None else open_connection(url)
+        self.lock_timeout = lock_timeout
+        self.conn = (
+            connection if connection is not None else open_connection(url, lock_timeout)
+        )
         self._owns_connection = connection is None
         self._depth = 0
-        self._lock = threading.RLock()
+        # Shared with the tails of an in-memory database, which use the same connection.
+        self._lock = lock if lock is not None else threading.RLock()
+
+    def _acquire(self) -> None:
+        """Take the Store's lock, waiting at most lock_timeout for another thread's
+        transaction to end."""
+        if not self._lock.acquire(timeout=self.lock_timeout):
+            raise AppendLockTimeout(
+                "the Store's in-process write lock",
+                self.lock_timeout,
+                "Another thread of this process holds a store.transaction() open; keep "
+                "transactions short.",
+            )
 
     def close(self) -> None:
         if self._owns_connection:
@@ -124,7 +166,8 @@ class SQLiteBackend:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A write transaction; nested calls become savepoints."""
-        with self._lock:
+        self._acquire()
+        try:
             end = self._begin()
             try:
                 yield
@@ -132,6 +175,8 @@ class SQLiteBackend:
                 self._undo(end)
                 raise
             self._commit(end)
+        finally:
+            self._lock.release()
 
     # The append path calls these three directly: a generator-based context manager per
     # append costs more than the statements of a one-event append.
@@ -147,7 +192,7 @@ class SQLiteBackend:
                 end = f"evstore_{depth}"
                 self.conn.execute(f"SAVEPOINT {end}")
         except sqlite3.Error as e:
-            raise translate(e) from e
+            raise translate(e, self.lock_timeout) from e
         self._depth = depth + 1
         return end
 
@@ -184,7 +229,8 @@ class SQLiteBackend:
         conn = self.conn
         n = len(events)
         head_sql, params_head = _head(expected, stream_id, n)
-        with self._lock:
+        self._acquire()
+        try:
             end = self._begin()
             try:
                 try:
@@ -201,14 +247,16 @@ class SQLiteBackend:
                     version = start + offset
                     for e in chunk:
                         version += 1
-                        params += (e.event_id, stream_id, version, e.type, e.payload, e.metadata)
+                        params += (
+                            e.event_id, stream_id, version, e.type, e.payload, e.metadata,
+                            e.digest,
+                        )
                     try:
                         returned += conn.execute(_insert_sql(len(chunk)), params).fetchall()
                     except sqlite3.IntegrityError as error:
-                        if "event_store.event_id" in str(error):
-                            raise AppendConflict("event_id") from error
-                        if "event_store.stream_id, event_store.version" in str(error):
-                            raise AppendConflict("version") from error
+                        reason = _conflict_reason(str(error))
+                        if reason:
+                            raise AppendConflict(reason) from error
                         raise translate(error) from error
                     except sqlite3.Error as error:
                         raise translate(error) from error
@@ -216,22 +264,32 @@ class SQLiteBackend:
                 self._undo(end)
                 raise
             self._commit(end)
+        finally:
+            self._lock.release()
         # RETURNING gives rows in no promised order; versions put them back in append order.
         returned.sort(key=_by_version)
         return [
             _from_row(
                 (position, stream_id, version, e.event_id, e.type, e.payload, e.metadata,
-                 recorded_at)
+                 recorded_at, e.digest)
             )
             for (position, version, recorded_at), e in zip(returned, events, strict=True)
         ]
 
     # -- reads -------------------------------------------------------------------------------
 
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one statement under the Store's lock and fetch its rows."""
+        self._acquire()
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise translate(e, self.lock_timeout) from e
+        finally:
+            self._lock.release()
+
     def _select(self, sql: str, params: Sequence[Any]) -> list[RecordedEvent]:
-        with translated():
-            rows = self.conn.execute(sql, params).fetchall()
-        return list(map(_from_row, rows))
+        return list(map(_from_row, self._rows(sql, params)))
 
     def find_events(self, event_ids: Sequence[str]) -> list[RecordedEvent]:
         return self._select(
@@ -241,11 +299,8 @@ class SQLiteBackend:
         )
 
     def stream_version(self, stream_id: str) -> int | None:
-        with translated():
-            row = self.conn.execute(
-                "SELECT version FROM stream WHERE stream_id = ?", (stream_id,)
-            ).fetchone()
-        return None if row is None else int(row[0])
+        rows = self._rows("SELECT version FROM stream WHERE stream_id = ?", (stream_id,))
+        return int(rows[0][0]) if rows else None
 
     def read_stream(
         self, stream_id: str, from_version: int, limit: int | None, backwards: bool
@@ -273,79 +328,90 @@ class SQLiteBackend:
         )
 
     def head_position(self) -> int:
-        with translated():
-            row = self.conn.execute("SELECT max(position) FROM event_store").fetchone()
-        return int(row[0] or 0)
+        return int(self._rows("SELECT max(position) FROM event_store")[0][0] or 0)
 
     # -- snapshots ---------------------------------------------------------------------------
 
     def save_snapshot(self, stream_id: str, version: int, state: str) -> Snapshot:
-        with translated():
-            row = self.conn.execute(
-                "INSERT INTO snapshot (stream_id, version, state) VALUES (?, ?, ?) "
-                "ON CONFLICT (stream_id, version) DO UPDATE SET state = excluded.state, "
-                "created_at = excluded.created_at RETURNING created_at",
-                (stream_id, version, state),
-            ).fetchone()
+        row = self._rows(
+            "INSERT INTO snapshot (stream_id, version, state) VALUES (?, ?, ?) "
+            "ON CONFLICT (stream_id, version) DO UPDATE SET state = excluded.state, "
+            "created_at = excluded.created_at RETURNING created_at",
+            (stream_id, version, state),
+        )[0]
         return Snapshot(stream_id, version, _loads(state), _parse_time(row[0]))
 
     def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        with translated():
-            row = self.conn.execute(
-                "SELECT stream_id, version, state, created_at FROM snapshot WHERE stream_id = ? "
-                "ORDER BY version DESC LIMIT 1",
-                (stream_id,),
-            ).fetchone()
-        if row is None:
+        rows = self._rows(
+            "SELECT stream_id, version, state, created_at FROM snapshot WHERE stream_id = ? "
+            "ORDER BY version DESC LIMIT 1",
+            (stream_id,),
+        )
+        if not rows:
             return None
+        row = rows[0]
         return Snapshot(row[0], row[1], _loads(row[2]), _parse_time(row[3]))
 
     # -- checkpoints -------------------------------------------------------------------------
 
     def checkpoint(self, name: str, for_update: bool) -> int:
-        with translated():
-            row = self.conn.execute(
-                "SELECT position FROM subscription WHERE name = ? AND deleted_at IS NULL", (name,)
-            ).fetchone()
-        return 0 if row is None else int(row[0])
+        rows = self._rows(
+            "SELECT position FROM subscription WHERE name = ? AND deleted_at IS NULL", (name,)
+        )
+        return int(rows[0][0]) if rows else 0
 
     def set_checkpoint(self, name: str, position: int) -> None:
-        with translated():
-            self.conn.execute(
-                "INSERT INTO subscription (name, position) VALUES (?, ?) "
-                "ON CONFLICT (name) WHERE deleted_at IS NULL DO UPDATE SET position = "
-                "excluded.position",
-                (name, position),
-            )
+        self._rows(
+            "INSERT INTO subscription (name, position) VALUES (?, ?) "
+            "ON CONFLICT (name) WHERE deleted_at IS NULL DO UPDATE SET position = "
+            "excluded.position",
+            (name, position),
+        )
 
     def delete_checkpoint(self, name: str) -> bool:
-        with translated():
-            cur = self.conn.execute(
-                "UPDATE subscription SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-                "WHERE name = ? AND deleted_at IS NULL",
-                (name,),
-            )
-        return cur.rowcount > 0
+        rows = self._rows(
+            "UPDATE subscription SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+            "WHERE name = ? AND deleted_at IS NULL RETURNING subscription_id",
+            (name,),
+        )
+        return bool(rows)
 
     # -- projections and tails ---------------------------------------------------------------
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with translated():
-            return self.conn.execute(sql, params).fetchall()
+        return self._rows(sql, params)
 
     def changes(self, poll_interval: float) -> Iterator[bool]:
         """Yields whenever the database may hold new events. PRAGMA data_version changes when
-        another connection commits: one cheap read of a counter, no query of the log. Yields
-        False after each quiet interval, so the caller can check its own stop conditions. An
-        in-memory database has one connection only, so every interval counts as a change."""
-        conn = self.conn
-        last = conn.execute("PRAGMA data_version").fetchone()[0]
+        another connection commits: one cheap read of a counter, no query of the log.
+
+        The first value comes at once, after the baseline is read: the caller reads the log
+        only after that, so a commit that lands while it reads (or between its read and its
+        wait) changes data_version after the baseline and wakes the next wait. Afterwards it
+        yields False after each quiet interval, so the caller can check its own stop
+        conditions. An in-memory database has one connection only, so every interval counts
+        as a change."""
+        last = self._rows("PRAGMA data_version")[0][0]
+        yield True
         while True:
             time.sleep(poll_interval)
-            current = conn.execute("PRAGMA data_version").fetchone()[0]
+            current = self._rows("PRAGMA data_version")[0][0]
             changed = current != last or self.url.is_memory
             last = current
             yield changed
+
+
+def _conflict_reason(message: str) -> str | None:
+    """Which append conflict an IntegrityError reports: the UNIQUE constraints, or the
+    event_store_check_insert trigger (migration 0010), which fires first."""
+    if "event_store.event_id" in message or "event_id is already stored" in message:
+        return "event_id"
+    if (
+        "event_store.stream_id, event_store.version" in message
+        or "does not follow the stream" in message
+    ):
+        return "version"
+    return None
 
 
 def _by_version(row: tuple[int, int, str]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from evstore.backend import AppendConflict, Backend
 from evstore.errors import (
+    ConnectionFailed,
     DuplicateEventId,
     InvalidInput,
     SnapshotError,
@@ -25,6 +27,7 @@ from evstore.events import (
     NewEvent,
     RecordedEvent,
     Snapshot,
+    check_event_id,
     check_expected,
     check_name,
     encode_events,
@@ -44,27 +47,57 @@ class Projection(Protocol):
     def apply(self, tx: Transaction, event: RecordedEvent) -> None: ...
 
 
-def connect(url: str, *, migrations_dir: str | Path | None = None) -> Store:
+DEFAULT_LOCK_TIMEOUT = 5.0  # seconds an append waits for the append lock
+MAX_INT = 2**63 - 1  # positions, versions and limits are 64-bit signed on both dialects
+
+
+def connect(
+    url: str,
+    *,
+    migrations_dir: str | Path | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    pool_size: int = 8,
+) -> Store:
     """Open a store. The dialect comes from the URL scheme:
-    sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:, postgresql://..."""
-    return Store(parse_url(url), migrations_dir=migrations_dir)
+    sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:, postgresql://...
+
+    lock_timeout: the longest an append (and, on SQLite, any write) waits for the append lock
+    before it raises AppendLockTimeout. pool_size: on PostgreSQL, the most connections that
+    threads sharing this Store use at once."""
+    return Store(
+        parse_url(url),
+        migrations_dir=migrations_dir,
+        lock_timeout=lock_timeout,
+        pool_size=pool_size,
+    )
 
 
-def _open_backend(url: DatabaseURL) -> Backend:
+def _open_backend(url: DatabaseURL, lock_timeout: float, pool_size: int = 1) -> Backend:
     if url.dialect == "sqlite":
         from evstore.sqlite import SQLiteBackend
 
-        return SQLiteBackend(url)
+        return SQLiteBackend(url, lock_timeout=lock_timeout)
     from evstore.postgres import PostgresBackend
 
-    return PostgresBackend(url)
+    return PostgresBackend(url, lock_timeout=lock_timeout, pool_size=pool_size)
 
 
 class Transaction:
-    """Several appends (and a projection's own writes) committed together or not at all."""
+    """Several appends (and a projection's own writes) committed together or not at all.
+
+    A transaction belongs to the thread that opened it; using it from another thread raises
+    InvalidInput rather than writing outside it."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._thread = threading.get_ident()
+
+    def _check_thread(self) -> None:
+        if threading.get_ident() != self._thread:
+            raise InvalidInput(
+                "a store.transaction() belongs to the thread that opened it; open a "
+                "transaction in each thread instead of passing one between threads"
+            )
 
     @property
     def dialect(self) -> str:
@@ -73,29 +106,51 @@ class Transaction:
     def append(
         self, stream_id: str, events: Sequence[NewEvent], expected_version: Expected = ANY
     ) -> list[RecordedEvent]:
+        self._check_thread()
         return self._store.append(stream_id, events, expected_version)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run SQL in this transaction, with ? placeholders on both dialects."""
+        self._check_thread()
         return self._store._live().execute(sql, params)
 
     def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        self._check_thread()
         return self._store.read_stream(stream_id, from_version)
 
     def stream_version(self, stream_id: str) -> int | None:
+        self._check_thread()
         return self._store.stream_version(stream_id)
 
 
 class Store:
-    """An event store on one database. Not thread-safe: use one Store per thread."""
+    """An event store on one database. Threads may share a Store: on PostgreSQL each
+    operation and each transaction gets a connection of its own from a pool; on SQLite
+    operations take turns on one connection. A transaction belongs to its thread."""
 
-    def __init__(self, url: DatabaseURL, *, migrations_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        url: DatabaseURL,
+        *,
+        migrations_dir: str | Path | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        pool_size: int = 8,
+    ) -> None:
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or not (
+            0 < lock_timeout <= 86400
+        ):
+            raise InvalidInput(
+                f"lock_timeout must be a number of seconds above 0 and at most 86400, not "
+                f"{lock_timeout!r}"
+            )
+        _check_int(pool_size, "pool_size", 1)
         self.url = url
         self.dialect = url.dialect
+        self.lock_timeout = float(lock_timeout)
         self.migrations_dir = (
             Path(migrations_dir) if migrations_dir is not None else default_dir(url.dialect)
         )
-        self._backend: Backend | None = _open_backend(url)
+        self._backend: Backend | None = _open_backend(url, self.lock_timeout, pool_size)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -204,6 +259,21 @@ class Store:
             raise WrongExpectedVersion(stream_id, expected, backend.stream_version(stream_id))
         by_id = {e.event_id: e for e in stored}
         retry = [by_id.get(i) for i in ids]
+        changed = [
+            (e, r) for e, r in zip(events, retry, strict=True)
+            if r is not None and r.content_digest is not None and r.content_digest != e.digest
+        ]
+        if changed:
+            raise DuplicateEventId(
+                [e.event_id for e, _ in changed],
+                "stored with other content (type, data or metadata) as "
+                + ", ".join(
+                    f"{e.event_id} (stream {r.stream_id!r}, version {r.version})"
+                    for e, r in changed
+                )
+                + "; a retry must repeat the original events exactly, and a new event needs "
+                "a new id",
+            )
         if all(r is not None and r.stream_id == stream_id for r in retry):
             records = [r for r in retry if r is not None]
             first = records[0].version
@@ -231,6 +301,11 @@ class Store:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def get_event(self, event_id: str) -> RecordedEvent | None:
+        """The event with this id, or None."""
+        found = self._live().find_events([check_event_id(event_id)])
+        return found[0] if found else None
+
     def stream_version(self, stream_id: str) -> int | None:
         """The stream's current version, or None when it has no events."""
         return self._live().stream_version(check_name(stream_id, "stream_id"))
@@ -242,13 +317,15 @@ class Store:
         limit: int | None = None,
         backwards: bool = False,
     ) -> list[RecordedEvent]:
-        """A stream's events from `from_version` on (down from it when backwards)."""
+        """A stream's events from `from_version` on, oldest first; backwards=True gives the
+        newest first, down from `from_version` (default: from the stream's last event), so
+        read_stream(s, backwards=True, limit=2) is the last two events."""
         check_name(stream_id, "stream_id")
         _check_int(from_version, "from_version", 0)
         if limit is not None:
             _check_int(limit, "limit", 0)
-        if backwards and from_version == 1 and limit is None:
-            from_version = 2**62  # backwards from the end by default
+        if backwards and from_version == 1:
+            from_version = MAX_INT  # backwards from the end by default
         return self._live().read_stream(stream_id, from_version, limit, backwards)
 
     def read_all(
@@ -286,14 +363,20 @@ class Store:
         poll_interval: float | None = None,
         idle_timeout: float | None = None,
         page_size: int = 500,
+        reconnect_attempts: int = 10,
     ) -> Tail:
         """Iterate over events as they commit, forever or until stopped.
 
         Never skips or repeats an event. PostgreSQL wakes on LISTEN/NOTIFY; SQLite polls
         PRAGMA data_version every poll_interval seconds. idle_timeout ends the iteration after
-        that many seconds without a new event; tail.stop() ends it from another thread.
+        that many seconds without a new event; tail.stop() ends it from another thread. When
+        the connection drops, the tail reconnects with bounded backoff (0.1 s doubling to 5 s)
+        and resumes after the last event it delivered; after reconnect_attempts failures in a
+        row it raises ConnectionFailed naming the position to resume from.
         """
         _check_int(after, "after", 0)
+        _check_int(page_size, "page_size", 1)
+        _check_int(reconnect_attempts, "reconnect_attempts", 0)
         if types is not None:
             listed = [types] if isinstance(types, str) else types
             types = [check_name(t, "event type") for t in listed]
@@ -302,10 +385,14 @@ class Store:
         )
         backend = self._live()
         if self.dialect == "postgres" or not self.url.is_memory:
-            tail_backend, owned = _open_backend(self.url), True
-        else:
-            tail_backend, owned = backend, False
-        return Tail(tail_backend, owned, after, types, interval, idle_timeout, page_size)
+            url, timeout = self.url, self.lock_timeout
+
+            def opener() -> Backend:
+                return _open_backend(url, timeout)
+
+            return Tail(opener, None, after, types, interval, idle_timeout, page_size,
+                        reconnect_attempts)
+        return Tail(None, backend, after, types, interval, idle_timeout, page_size, 0)
 
     # -- projections -------------------------------------------------------------------------
 
@@ -391,25 +478,31 @@ class Store:
 
 
 class Tail:
-    """An iterator over committed events; stop() (from any thread) or idle_timeout ends it."""
+    """An iterator over committed events; stop() (from any thread) or idle_timeout ends it.
+
+    `position` is the position of the last event delivered: a new tail with after=position
+    continues exactly where this one stopped."""
 
     def __init__(
         self,
-        backend: Backend,
-        owned: bool,
+        opener: Callable[[], Backend] | None,
+        shared: Backend | None,
         after: int,
         types: Sequence[str] | None,
         poll_interval: float,
         idle_timeout: float | None,
         page_size: int,
+        reconnect_attempts: int,
     ) -> None:
-        self._backend = backend
-        self._owned = owned
+        self._opener = opener
+        self._shared = shared
+        self._backend: Backend | None = shared
         self.position = after
         self._types = types
         self._interval = poll_interval
         self._idle_timeout = idle_timeout
         self._page_size = page_size
+        self._attempts = reconnect_attempts
         self._stopped = threading.Event()
         self._iterator: Generator[RecordedEvent, None, None] = self._run()
 
@@ -432,16 +525,54 @@ class Tail:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self) -> Generator[RecordedEvent, None, None]:
-        import time
+    def _connect(self) -> Backend:
+        if self._backend is None:
+            assert self._opener is not None
+            self._backend = self._opener()
+        return self._backend
 
-        backend = self._backend
+    def _disconnect(self) -> None:
+        if self._backend is not None and self._shared is None:
+            try:
+                self._backend.close()
+            except Exception:  # the connection is already gone; nothing to release
+                pass
+            self._backend = None
+
+    def _run(self) -> Generator[RecordedEvent, None, None]:
+        self._failures = 0
+        try:
+            while True:
+                try:
+                    yield from self._follow()
+                    return
+                except ConnectionFailed as error:
+                    self._disconnect()
+                    self._failures += 1
+                    if self._shared is not None or self._failures > self._attempts:
+                        raise ConnectionFailed(
+                            f"the tail lost its connection and could not reconnect after "
+                            f"{self._attempts} attempt(s): {error}. Nothing was skipped: "
+                            f"resume with store.tail(after={self.position})"
+                        ) from error
+                    if self._stopped.wait(min(0.1 * 2 ** (self._failures - 1), 5.0)):
+                        return
+        finally:
+            self._disconnect()
+
+    def _follow(self) -> Generator[RecordedEvent, None, None]:
+        """Deliver events after self.position until stopped or idle. The wake-up source is
+        primed before every read, so a commit between a read and the following wait is seen by
+        the wait; a full page is followed by the next page at once."""
+        backend = self._connect()
         changes = backend.changes(self._interval)
         assert isinstance(changes, Generator)
-        idle_since = time.monotonic()
         try:
+            next(changes)  # LISTEN, or the data_version baseline, before the first read
+            idle_since = time.monotonic()
             while not self._stopped.is_set():
                 page = backend.read_all(self.position, self._page_size, self._types)
+                self._failures = 0  # connected and reading again
                 if page:
                     for event in page:
                         self.position = event.position
@@ -452,20 +583,15 @@ class Tail:
                     if len(page) == self._page_size:
                         continue
                 while not next(changes):
-                    if self._stopped.is_set() or (
-                        self._idle_timeout is not None
-                        and time.monotonic() - idle_since >= self._idle_timeout
-                    ):
+                    if self._stopped.is_set() or self._idle(idle_since):
                         return
-                if (
-                    self._idle_timeout is not None
-                    and time.monotonic() - idle_since >= self._idle_timeout
-                ):
+                if self._idle(idle_since):
                     return
         finally:
             changes.close()
-            if self._owned:
-                backend.close()
+
+    def _idle(self, since: float) -> bool:
+        return self._idle_timeout is not None and time.monotonic() - since >= self._idle_timeout
 
 
 def _check_int(value: object, what: str, minimum: int) -> None:
@@ -473,3 +599,8 @@ def _check_int(value: object, what: str, minimum: int) -> None:
         raise InvalidInput(f"{what} must be an int, not {type(value).__name__}")
     if value < minimum:
         raise InvalidInput(f"{what} must be >= {minimum}, not {value}")
+    if value > MAX_INT:
+        raise InvalidInput(
+            f"{what} must be at most 2**63 - 1 ({MAX_INT}), the largest 64-bit integer both "
+            f"dialects store, not {value}"
+        )

@@ -95,10 +95,11 @@ def test_json_written_by_hand_with_whitespace_reads_back(store: evstore.Store) -
     store.execute(
         "INSERT INTO stream (stream_id, version) VALUES (?, 1)", ["hand"]
     )
+    digest = evstore.events.digest_of("T", {"k": 2}, {"by": "dba"})
     store.execute(
-        "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata) "
-        "VALUES (?, ?, 1, ?, ?, ?)",
-        ["01ARZ3NDEKTSV4RRFFQ69G5FAV", "hand", "T", ' { "k" : 2 } ', ' {"by": "dba"}\n'],
+        "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata, "
+        "content_digest) VALUES (?, ?, 1, ?, ?, ?, ?)",
+        ["01ARZ3NDEKTSV4RRFFQ69G5FAV", "hand", "T", ' { "k" : 2 } ', ' {"by": "dba"}\n', digest],
     )
     (event,) = store.read_stream("hand")
     assert event.data == {"k": 2} and event.metadata == {"by": "dba"}

@@ -34,8 +34,9 @@ def test_event_store_shape(store: evstore.Store) -> None:
     table = schema_of(store).tables["event_store"]
     columns = {c.name: c for c in table.columns}
     assert list(columns) == ["position", "event_id", "stream_id", "version", "event_type",
-                             "payload", "metadata", "recorded_at"]
-    assert all(c.not_null for c in table.columns)
+                             "payload", "metadata", "recorded_at", "content_digest"]
+    # content_digest is NULL only for events stored before migration 0009.
+    assert [c.name for c in table.columns if not c.not_null] == ["content_digest"]
     assert columns["position"].identity == "generated"
     assert table.primary_key is not None
     assert (table.primary_key.name, table.primary_key.columns) == ("pk_event_store",
@@ -87,11 +88,13 @@ def test_json_round_trip(store: evstore.Store, data: object) -> None:
     assert read.metadata == {"k": [1, "2"]}
 
 
-def test_snapshot_foreign_key_cascades(store: evstore.Store) -> None:
+def test_snapshot_foreign_key_and_stream_heads_are_kept(store: evstore.Store) -> None:
     store.append("s", [evstore.NewEvent("T", {})])
     store.save_snapshot("s", 1, {"state": 1})
-    store.execute("DELETE FROM stream WHERE stream_id = ?", ("s",))
-    assert store.load_snapshot("s") is None
+    # Stream heads are never removed (0011), so the cascade never has anything to do.
+    with pytest.raises(evstore.AppendOnlyViolation, match="never removed"):
+        store.execute("DELETE FROM stream WHERE stream_id = ?", ("s",))
+    assert store.load_snapshot("s") is not None and store.stream_version("s") == 1
     fk = schema_of(store).tables["snapshot"].foreign_keys[0]
     assert (fk.name, fk.ref_table, fk.on_delete) == ("fk_snapshot_stream", "stream", "CASCADE")
     with pytest.raises(evstore.DatabaseError):

@@ -1,0 +1,3 @@
+-- Drop the triggers that keep stream heads in step with the log.
+DROP TRIGGER stream_reject_delete;
+DROP TRIGGER stream_reject_rewind;
