@@ -346,9 +346,19 @@ def _progress(total: int | None, enabled: bool) -> Any:
 
 def cmd_read(args: argparse.Namespace) -> int:
     total: int | None
+    events: Any
     with _open(args) as store:
-        if args.stream:
-            events: Any = store.read_stream(args.stream, args.from_version, args.limit,
+        if args.event_id:
+            if args.stream or args.types:
+                raise UsageError("--event-id looks up one event; drop --stream and --types")
+            found = store.get_event(args.event_id)
+            if found is None:
+                raise errors.EvstoreError(f"no event with id {args.event_id} in "
+                                          f"{store.url.redacted}")
+            events = [found]
+            total = 1
+        elif args.stream:
+            events = store.read_stream(args.stream, args.from_version, args.limit,
                                             args.backwards)
             total = len(events)
         else:
@@ -368,6 +378,29 @@ def cmd_read(args: argparse.Namespace) -> int:
                 count += 1
                 bar.update(1)
     return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from evstore.verify import verify
+
+    with _open(args) as store:
+        head = store.head_position()
+        with _progress(head, True) as bar:
+            report = verify(store, page_size=args.page_size, max_findings=args.max_findings,
+                            progress=bar.update)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        for finding in report.findings:
+            print(finding)
+        if report.truncated:
+            print(f"(stopped listing after {args.max_findings} findings)")
+        legacy = (f"; {report.legacy} event(s) predate content digests (migration 0009) and "
+                  "were checked for order only" if report.legacy else "")
+        verdict = "intact" if report.intact else f"{len(report.findings)} finding(s)"
+        print(f"verified {report.events} event(s) in {report.streams} stream(s): "
+              f"{verdict}{legacy}")
+    return EXIT_OK if report.intact else EXIT_DIFFERENT
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -476,7 +509,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", type=int, default=0, help="global position to read after")
     p.add_argument("--limit", type=int)
     p.add_argument("--types", nargs="+", metavar="TYPE")
+    p.add_argument("--event-id", metavar="ULID", help="look up one event by its id")
     p.set_defaults(func=cmd_read)
+
+    p = add("verify", "recompute every event's content digest and check each stream's "
+            "versions, positions and head; exit 1 listing each finding")
+    p.add_argument("--page-size", type=int, default=1000, metavar="N",
+                   help="events read per page (memory stays flat; default 1000)")
+    p.add_argument("--max-findings", type=int, default=1000, metavar="N",
+                   help="stop listing after N findings (default 1000)")
+    p.set_defaults(func=cmd_verify)
 
     p = add("tail", "print events as they commit (Ctrl-C to stop)")
     p.add_argument("--after", type=int, default=0)

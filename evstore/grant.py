@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from psycopg import sql
 
-# What the append path, readers, projections and snapshots need; nothing more. event_store
-# gets no UPDATE, DELETE or TRUNCATE, and no table gets ownership, so the role cannot run DDL
-# or disable the append-only triggers (ALTER TABLE needs ownership).
+# What readers, projections, checkpoints and snapshots need; nothing more. The log and the
+# stream heads are read-only to the role: it appends only through evstore_append() (migration
+# 0010), which runs with its owner's rights and enforces every rule of an append. No table
+# gets ownership, so the role cannot run DDL or disable the append-only triggers (ALTER TABLE
+# needs ownership).
 TABLE_PRIVILEGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("event_store", ("SELECT", "INSERT")),
-    ("stream", ("SELECT", "INSERT", "UPDATE")),
+    ("event_store", ("SELECT",)),
+    ("stream", ("SELECT",)),
     ("subscription", ("SELECT", "INSERT", "UPDATE")),
     ("snapshot", ("SELECT", "INSERT", "UPDATE")),
 )
-SEQUENCES = ("event_store_position_seq", "subscription_subscription_id_seq")
+SEQUENCES = ("subscription_subscription_id_seq",)
+FUNCTIONS = (
+    "evstore_append(text, text, bigint, text[], text[], text[], text[], bytea[], integer)",
+)
 
 
 def statements(role: str, schema: str = "public") -> list[sql.Composed]:
@@ -28,5 +33,12 @@ def statements(role: str, schema: str = "public") -> list[sql.Composed]:
     for sequence in SEQUENCES:
         out.append(
             sql.SQL("GRANT USAGE ON SEQUENCE {}.{} TO {}").format(s, sql.Identifier(sequence), r)
+        )
+    for function in FUNCTIONS:
+        name, arguments = function.split("(", 1)
+        out.append(
+            sql.SQL("GRANT EXECUTE ON FUNCTION {}.{}({} TO {}").format(
+                s, sql.Identifier(name), sql.SQL(arguments), r
+            )
         )
     return out

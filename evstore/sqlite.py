@@ -235,6 +235,12 @@ class SQLiteBackend:
             try:
                 try:
                     row = conn.execute(head_sql, params_head).fetchone()
+                    if row is None and expected is ANY:
+                        row = conn.execute(_HEAD_NEW, (stream_id, n)).fetchone()
+                except sqlite3.IntegrityError as error:
+                    if "head exists" in str(error):  # NO_STREAM, and the stream exists
+                        raise AppendConflict("version") from error
+                    raise translate(error) from error
                 except sqlite3.Error as error:
                     raise translate(error) from error
                 if row is None:
@@ -419,16 +425,13 @@ def _by_version(row: tuple[int, int, str]) -> int:
 
 
 # One statement moves the stream head and checks the expected version; each form returns the
-# new version, or no row when the expectation does not hold (as on PostgreSQL).
-_HEAD_ANY = (
-    "INSERT INTO stream (stream_id, version) VALUES (?, ?) ON CONFLICT (stream_id) "
-    "DO UPDATE SET version = version + excluded.version RETURNING version"
-)
-_HEAD_NO_STREAM = (
-    "INSERT INTO stream (stream_id, version) VALUES (?, ?) ON CONFLICT (stream_id) DO NOTHING "
-    "RETURNING version"
-)
-_HEAD_EXISTS = "UPDATE stream SET version = version + ? WHERE stream_id = ? RETURNING version"
+# new version, or no row when the expectation does not hold (as on PostgreSQL). A head that does
+# not exist yet is inserted by a second statement (ANY) or only (NO_STREAM): the trigger
+# stream_check_insert (0011) refuses to insert a head that exists, which also closes
+# INSERT OR REPLACE, so no form may rely on an upsert.
+_HEAD_ANY = "UPDATE stream SET version = version + ? WHERE stream_id = ? RETURNING version"
+_HEAD_NEW = "INSERT INTO stream (stream_id, version) VALUES (?, ?) RETURNING version"
+_HEAD_EXISTS = _HEAD_ANY
 _HEAD_EXACT = (
     "UPDATE stream SET version = version + ? WHERE stream_id = ? AND version = ? "
     "RETURNING version"
@@ -437,10 +440,8 @@ _HEAD_EXACT = (
 
 def _head(expected: Expected, stream_id: str, n: int) -> tuple[str, tuple[Any, ...]]:
     """The head statement for this expectation, with its parameters."""
-    if expected is ANY:
-        return _HEAD_ANY, (stream_id, n)
+    if expected is ANY or expected is STREAM_EXISTS:
+        return _HEAD_ANY, (n, stream_id)
     if expected is NO_STREAM or expected == 0:
-        return _HEAD_NO_STREAM, (stream_id, n)
-    if expected is STREAM_EXISTS:
-        return _HEAD_EXISTS, (n, stream_id)
+        return _HEAD_NEW, (stream_id, n)
     return _HEAD_EXACT, (n, stream_id, expected)

@@ -1,0 +1,166 @@
+"""`evstore verify`: prove that the stored log is still what was appended.
+
+Two passes, both with flat memory:
+1. Every event, page by page in position order: its content digest is recomputed from its
+   type, data and metadata (events.digest_of) and compared with the stored one.
+2. Per-stream rules, each one query that the database answers from its indexes: versions are
+   1..n with no gap, positions grow with versions, and each stream head equals its last event.
+Findings are data; the command line prints them and exits 1 when there is any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from evstore.events import digest_of
+
+if TYPE_CHECKING:
+    from evstore.store import Store
+
+# The same text runs on both dialects (store.execute takes ? placeholders on both).
+_VERSION_GAPS = """
+SELECT stream_id, count(*), min(version), max(version)
+FROM event_store
+GROUP BY stream_id
+HAVING min(version) <> 1 OR max(version) <> count(*)
+ORDER BY stream_id
+LIMIT ?"""
+
+_POSITION_ORDER = """
+SELECT stream_id, version, position, previous_position
+FROM (SELECT stream_id, version, position,
+             lag(position) OVER (PARTITION BY stream_id ORDER BY version) AS previous_position
+      FROM event_store) AS ordered
+WHERE previous_position > position
+ORDER BY stream_id, version
+LIMIT ?"""
+
+_HEADS = """
+SELECT s.stream_id, s.version, e.last_version
+FROM stream AS s
+LEFT JOIN (SELECT stream_id, max(version) AS last_version
+           FROM event_store GROUP BY stream_id) AS e ON e.stream_id = s.stream_id
+WHERE e.last_version IS NULL OR e.last_version <> s.version
+ORDER BY s.stream_id
+LIMIT ?"""
+
+_HEADLESS = """
+SELECT e.stream_id, max(e.version)
+FROM event_store AS e
+WHERE NOT EXISTS (SELECT 1 FROM stream AS s WHERE s.stream_id = e.stream_id)
+GROUP BY e.stream_id
+ORDER BY e.stream_id
+LIMIT ?"""
+
+_STREAMS = "SELECT count(*) FROM stream"
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One broken rule: `kind` is digest, digest-missing, versions, position-order, head or
+    position; position is the event's where one event is at fault."""
+
+    kind: str
+    stream_id: str
+    position: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class VerifyReport:
+    events: int = 0
+    streams: int = 0
+    legacy: int = 0  # events stored before migration 0009, without a digest
+    findings: list[Finding] = field(default_factory=list)
+    truncated: bool = False  # more findings than max_findings
+
+    @property
+    def intact(self) -> bool:
+        return not self.findings
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "intact": self.intact,
+            "events": self.events,
+            "streams": self.streams,
+            "events_without_digest_before_0009": self.legacy,
+            "truncated": self.truncated,
+            "findings": [
+                {"kind": f.kind, "stream_id": f.stream_id, "position": f.position,
+                 "message": f.message}
+                for f in self.findings
+            ],
+        }
+
+
+def verify(
+    store: Store,
+    *,
+    page_size: int = 1000,
+    max_findings: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Check every event's digest and every stream's versions, positions and head.
+    `progress` is called with the number of positions each page covered."""
+    report = VerifyReport()
+    findings = report.findings
+
+    def add(finding: Finding) -> None:
+        if len(findings) < max_findings:
+            findings.append(finding)
+        else:
+            report.truncated = True
+
+    digested_since: int | None = None  # position of the first event that has a digest
+    done = 0
+    for event in store.iter_all(page_size=page_size):
+        report.events += 1
+        where = f"event at position {event.position} (stream {event.stream_id!r} version " \
+                f"{event.version}, id {event.event_id})"
+        if event.position < 1:
+            add(Finding("position", event.stream_id, event.position,
+                        f"{where}: position below 1; positions are drawn by the database"))
+        stored = event.content_digest
+        if stored is None:
+            if digested_since is None:
+                report.legacy += 1
+            else:
+                add(Finding("digest-missing", event.stream_id, event.position,
+                            f"{where}: no content digest, though events before it have one; "
+                            "it was not written by evstore's append"))
+        else:
+            if digested_since is None:
+                digested_since = event.position
+            if digest_of(event.type, event.data, event.metadata) != stored:
+                add(Finding("digest", event.stream_id, event.position,
+                            f"{where}: content digest does not match its type, data and "
+                            "metadata; the event was changed after it was appended"))
+        if progress is not None and event.position > done:
+            progress(event.position - done)
+            done = event.position
+
+    limit = (max_findings + 1,)
+    for stream_id, count, low, high in store.execute(_VERSION_GAPS, limit):
+        add(Finding("versions", stream_id, None,
+                    f"stream {stream_id!r}: versions are not 1..n without gaps ({count} "
+                    f"events, versions {low} to {high})"))
+    for stream_id, version, position, previous in store.execute(_POSITION_ORDER, limit):
+        add(Finding("position-order", stream_id, position,
+                    f"stream {stream_id!r}: version {version} is at position {position}, "
+                    f"before the previous version's position {previous}"))
+    for stream_id, head, last in store.execute(_HEADS, limit):
+        shown = "no events" if last is None else f"last event at version {last}"
+        add(Finding("head", stream_id, None,
+                    f"stream {stream_id!r}: head says version {head}, but the log has "
+                    f"{shown}"))
+    for stream_id, last in store.execute(_HEADLESS, limit):
+        add(Finding("head", stream_id, None,
+                    f"stream {stream_id!r}: events up to version {last} but no stream head"))
+    report.streams = int(store.execute(_STREAMS)[0][0])
+    findings.sort()
+    return report
