@@ -314,7 +314,9 @@ MAX_APPEND_BYTES = 256 * 1024 * 1024  # all documents of one append together
 # strings, but sorted them as numbers), floats that PostgreSQL's jsonb gives back in another
 # spelling (1e+16 comes back as 10000000000000000, -0.0 as 0.0). Strings that merely contain
 # these characters take the slow path too, which is correct, only slower.
-_MAYBE_NOT_CANONICAL = re.compile(r'e\+|-0\.0|[{,]"(?:-?[0-9]|true"|false"|null")')
+# A key is the only string followed by ":" in compact JSON, so this finds numeric and boolean
+# keys; its literal first character keeps the search at about 2 µs for a 300-byte document.
+_NON_STRING_KEY = re.compile(r'"(?:-?[0-9][^"]*|true|false|null)":')
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
@@ -335,7 +337,7 @@ def _normalise_numbers(value: Any) -> Any:
 
 
 def _canonical(text: str) -> str:
-    if _MAYBE_NOT_CANONICAL.search(text):
+    if "e+" in text or "-0.0" in text or _NON_STRING_KEY.search(text):
         return _dumps(_normalise_numbers(_loads(text)))
     return text
 
@@ -344,7 +346,10 @@ def canonical_json(value: Any) -> str:
     """The canonical JSON text of a decoded value: sorted keys, no whitespace, no ASCII
     escaping, numbers as PostgreSQL's jsonb keeps them. It is what evstore stores on SQLite and
     what the content digest covers, on both dialects."""
-    return _canonical(_dumps(value))
+    try:
+        return _canonical(_dumps(value))
+    except TypeError:  # keys of mixed types: as JSON they are all strings, and sort as such
+        return _canonical(_dumps(_loads(_dumps_unsorted(value))))
 
 
 def _depth_exceeds(text: str, limit: int) -> bool:

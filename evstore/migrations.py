@@ -7,7 +7,9 @@ yoyo lacks: errors that name the failing statement, and content checksums of app
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 import sqlite3
 import threading
@@ -304,7 +306,9 @@ class Migrator:
         return [m.id for m in targets]
 
     def _run(self, migration: Migration, direction: str) -> None:
-        with _recording_statements() as recorder:
+        # yoyo prints the rows of any statement that returns some (SQLite's ALTER TABLE ... ADD
+        # COLUMN with a CHECK does); evstore's own output, --json above all, stays clean.
+        with _recording_statements() as recorder, contextlib.redirect_stdout(io.StringIO()):
             try:
                 if direction == "apply":
                     self.backend.apply_one(migration)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import itertools
 import json
 import multiprocessing
@@ -310,14 +311,15 @@ class RawSQLite(RawSystem):
                 conn.execute(
                     "UPDATE stream SET version = ? WHERE stream_id = ?", (current + n, batch.stream)
                 )
+            rows = []
+            for k, e in enumerate(batch.events, 1):
+                payload, metadata = jdump(e.data), jdump(e.metadata)
+                rows.append((e.event_id, batch.stream, current + k, e.type, payload, metadata,
+                             raw_digest(e.type, payload, metadata)))
             conn.executemany(
                 "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, "
-                "metadata) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (e.event_id, batch.stream, current + k, e.type, jdump(e.data),
-                     jdump(e.metadata))
-                    for k, e in enumerate(batch.events, 1)
-                ],
+                "metadata, content_digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
             conn.execute("COMMIT")
         except BaseException:
@@ -359,24 +361,35 @@ class RawSQLite(RawSystem):
 RAW_PG_FIRST = """\
 WITH head AS (INSERT INTO stream (stream_id, version) VALUES (%(s)s, %(n)s)
               ON CONFLICT (stream_id) DO NOTHING RETURNING version)
-INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata)
-SELECT e.i, %(s)s, head.version - %(n)s + e.o, e.t, e.p::jsonb, e.m::jsonb
-FROM head, unnest(%(ids)b::text[], %(types)b::text[], %(ps)b::text[], %(ms)b::text[])
-     WITH ORDINALITY AS e(i, t, p, m, o)"""
+INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata,
+                         content_digest)
+SELECT e.i, %(s)s, head.version - %(n)s + e.o, e.t, e.p::jsonb, e.m::jsonb, e.d
+FROM head, unnest(%(ids)b::text[], %(types)b::text[], %(ps)b::text[], %(ms)b::text[],
+                  %(ds)b::bytea[])
+     WITH ORDINALITY AS e(i, t, p, m, d, o)"""
 RAW_PG_NEXT = """\
 WITH head AS (UPDATE stream SET version = version + %(n)s
               WHERE stream_id = %(s)s AND version = %(v)s RETURNING version)
-INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata)
-SELECT e.i, %(s)s, head.version - %(n)s + e.o, e.t, e.p::jsonb, e.m::jsonb
-FROM head, unnest(%(ids)b::text[], %(types)b::text[], %(ps)b::text[], %(ms)b::text[])
-     WITH ORDINALITY AS e(i, t, p, m, o)"""
+INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata,
+                         content_digest)
+SELECT e.i, %(s)s, head.version - %(n)s + e.o, e.t, e.p::jsonb, e.m::jsonb, e.d
+FROM head, unnest(%(ids)b::text[], %(types)b::text[], %(ps)b::text[], %(ms)b::text[],
+                  %(ds)b::bytea[])
+     WITH ORDINALITY AS e(i, t, p, m, d, o)"""
 RAW_PG_COLUMNS = (
     "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at"
 )
 
 
+def raw_digest(event_type: str, payload: str, metadata: str) -> bytes:
+    """What the raw baselines pay for content digests: SHA-256 of their own JSON text."""
+    return hashlib.sha256(f"{event_type}\0{payload}\0{metadata}".encode()).digest()
+
+
 def raw_pg_append(conn: psycopg.Connection[Any], batch: Batch) -> None:
     events = batch.events
+    payloads = [jdump(e.data) for e in events]
+    metadatas = [jdump(e.metadata) for e in events]
     cur = conn.execute(
         RAW_PG_NEXT if batch.start else RAW_PG_FIRST,
         {
@@ -385,8 +398,12 @@ def raw_pg_append(conn: psycopg.Connection[Any], batch: Batch) -> None:
             "v": batch.start,
             "ids": [e.event_id for e in events],
             "types": [e.type for e in events],
-            "ps": [jdump(e.data) for e in events],
-            "ms": [jdump(e.metadata) for e in events],
+            "ps": payloads,
+            "ms": metadatas,
+            "ds": [
+                raw_digest(e.type, p, m)
+                for e, p, m in zip(events, payloads, metadatas, strict=True)
+            ],
         },
         binary=True,
     )

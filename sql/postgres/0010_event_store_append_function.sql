@@ -16,7 +16,7 @@
 -- Returns one row per event; no row at all when the expected version does not hold, in which
 -- case nothing was written.
 
-SELECT set_config('search_path', format('%I, pg_temp', current_schema()), true);
+DO $$ BEGIN PERFORM set_config('search_path', format('%I, pg_temp', current_schema()), true); END $$;
 
 CREATE FUNCTION evstore_append(
     p_stream_id        text,
