@@ -215,6 +215,11 @@ class System:
     def teardown(self, scratch: Scratch) -> None: ...
 
 
+# --pg-dir / --sqlite-dir: the evstore systems migrate these folders instead of evstore's own,
+# to price a schema change (an index, a trigger, a variant of evstore_append) in the same run.
+MIGRATION_DIRS: dict[str, str] = {}
+
+
 class EvstoreSystem(System):
     def __init__(self, dialect: str, drop_gin: bool = False) -> None:
         self.dialect = dialect
@@ -226,7 +231,8 @@ class EvstoreSystem(System):
             self.url = f"sqlite:///{scratch.sqlite_path()}"
         else:
             self.url = scratch.pg_database()
-        self.store = evstore.connect(self.url)
+        folder = MIGRATION_DIRS.get(self.dialect)
+        self.store = evstore.connect(self.url, migrations_dir=folder)
         self.store.migrate()
         if self.drop_gin:
             self.store.execute("DROP INDEX ix_event_store_payload_gin")
@@ -1046,7 +1052,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--w6-pages", type=int, default=20, help="W6 pages per read")
     parser.add_argument("--w6-dialects", default="sqlite,postgres")
     parser.add_argument("--json", metavar="PATH", help="write every measurement here")
+    parser.add_argument("--pg-dir", metavar="DIR",
+                        help="migrations the evstore-postgres systems apply instead of "
+                             "evstore's own (to price a schema variant)")
+    parser.add_argument("--sqlite-dir", metavar="DIR",
+                        help="migrations the evstore-sqlite system applies instead of "
+                             "evstore's own")
     args = parser.parse_args(argv)
+    if args.pg_dir:
+        MIGRATION_DIRS["postgres"] = args.pg_dir
+    if args.sqlite_dir:
+        MIGRATION_DIRS["sqlite"] = args.sqlite_dir
 
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     for s in systems:
