@@ -504,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("read", "read a stream, or the whole log in global order")
     p.add_argument("--stream")
-    p.add_argument("--from-version", type=int, default=1)
+    p.add_argument("--from-version", type=int, default=None,
+                   help="first version to read (default 1; with --backwards, the last)")
     p.add_argument("--backwards", action="store_true")
     p.add_argument("--after", type=int, default=0, help="global position to read after")
     p.add_argument("--limit", type=int)

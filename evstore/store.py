@@ -114,9 +114,15 @@ class Transaction:
         self._check_thread()
         return self._store._live().execute(sql, params)
 
-    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+    def read_stream(
+        self,
+        stream_id: str,
+        from_version: int | None = None,
+        limit: int | None = None,
+        backwards: bool = False,
+    ) -> list[RecordedEvent]:
         self._check_thread()
-        return self._store.read_stream(stream_id, from_version)
+        return self._store.read_stream(stream_id, from_version, limit, backwards)
 
     def stream_version(self, stream_id: str) -> int | None:
         self._check_thread()
@@ -313,19 +319,19 @@ class Store:
     def read_stream(
         self,
         stream_id: str,
-        from_version: int = 1,
+        from_version: int | None = None,
         limit: int | None = None,
         backwards: bool = False,
     ) -> list[RecordedEvent]:
-        """A stream's events from `from_version` on, oldest first; backwards=True gives the
-        newest first, down from `from_version` (default: from the stream's last event), so
-        read_stream(s, backwards=True, limit=2) is the last two events."""
+        """A stream's events, oldest first from `from_version` (default 1); backwards=True
+        gives them newest first, down from `from_version` (default: the stream's last event),
+        so read_stream(s, backwards=True, limit=2) is the last two events, newest first."""
         check_name(stream_id, "stream_id")
+        if from_version is None:
+            from_version = MAX_INT if backwards else 1
         _check_int(from_version, "from_version", 0)
         if limit is not None:
             _check_int(limit, "limit", 0)
-        if backwards and from_version == 1:
-            from_version = MAX_INT  # backwards from the end by default
         return self._live().read_stream(stream_id, from_version, limit, backwards)
 
     def read_all(
@@ -428,15 +434,45 @@ class Store:
         *,
         batch_size: int = 500,
         progress: Callable[[int], None] | None = None,
+        atomic: bool = True,
     ) -> int:
-        """Reset a projection (its `reset(tx)`, and its checkpoint to 0) and rebuild it."""
+        """Reset a projection (its `reset(tx)`, and its checkpoint to 0) and rebuild it.
+
+        atomic=True (the default) resets and rebuilds in one transaction: readers see the old
+        view until the new one commits, and a replay that raises leaves the old view and its
+        checkpoint exactly as they were. Events that commit during the replay are applied
+        afterwards by run_projection. On SQLite that transaction holds the write lock for the
+        whole replay (see README, "Replay"); atomic=False commits batch by batch instead, as
+        run_projection does, and leaves a partly built view if it fails."""
         name = check_name(projection.name, "projection name")
+        _check_int(batch_size, "batch_size", 1)
+        backend = self._live()
+        reset = getattr(projection, "reset", None)
+        if not atomic:
+            with self.transaction() as tx:
+                if reset is not None:
+                    reset(tx)
+                backend.set_checkpoint(name, 0)
+            return self.run_projection(projection, batch_size=batch_size, progress=progress)
+        applied = 0
         with self.transaction() as tx:
-            reset = getattr(projection, "reset", None)
             if reset is not None:
                 reset(tx)
-            self._live().set_checkpoint(name, 0)
-        return self.run_projection(projection, batch_size=batch_size, progress=progress)
+            position = 0
+            while True:
+                events = backend.read_all(position, batch_size, None)
+                if not events:
+                    break
+                for event in events:
+                    projection.apply(tx, event)
+                position = events[-1].position
+                applied += len(events)
+                if progress is not None:
+                    progress(len(events))
+            backend.set_checkpoint(name, position)
+        return applied + self.run_projection(
+            projection, batch_size=batch_size, progress=progress
+        )
 
     def checkpoint(self, name: str) -> int:
         """The position a named subscription or projection has processed up to (0 if none)."""
