@@ -86,7 +86,7 @@ def translate(error: psycopg.Error, lock_timeout: float | None = None) -> Evstor
     message = (error.diag.message_primary or str(error)).strip()
     if message.startswith("evstore:"):
         hint = error.diag.message_hint
-        return AppendOnlyViolation(message + (f" {hint}" if hint else ""))
+        return AppendOnlyViolation(f"{message.rstrip('.')}. {hint}" if hint else message)
     if isinstance(error, psycopg.errors.LockNotAvailable) and lock_timeout is not None:
         return AppendLockTimeout(
             f"the stream row or the append lock (pg_advisory_xact_lock({APPEND_LOCK_KEY}))",

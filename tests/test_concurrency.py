@@ -119,3 +119,67 @@ def test_sigkill_mid_batch_leaves_nothing(file_url: str) -> None:
         assert [e.stream_id for e in store.read_all()] == ["before"]
         store.append("after", [evstore.NewEvent("T", {})])
         assert [e.stream_id for e in store.read_all()] == ["before", "after"]
+
+
+def _tail_threads(url: str, starts: list[int | None], out: mp.Queue[list[object]]) -> None:
+    """One reader process, one Store, a tailing thread per start (None: the head at the moment
+    the thread starts, while writers run). Each tail stops at the End event."""
+    import threading
+
+    results: list[object] = [None] * len(starts)
+    with evstore.connect(url) as store:
+
+        def follow(k: int, start: int | None) -> None:
+            after = store.head_position() if start is None else start
+            positions: list[int] = []
+            try:
+                with store.tail(after=after, poll_interval=0.02, idle_timeout=60) as tail:
+                    for event in tail:
+                        positions.append(event.position)
+                        if event.type == "End":
+                            break
+            except Exception as e:
+                positions.append(-1)
+                print(f"tail {k} failed: {e!r}")
+            results[k] = (after, positions)
+
+        threads = [threading.Thread(target=follow, args=(k, s)) for k, s in enumerate(starts)]
+        for i, t in enumerate(threads):
+            t.start()
+            if starts[i] is None:
+                time.sleep(0.3)  # let writers move the head between mid-stream starts
+        for t in threads:
+            t.join(120)
+    out.put(results)
+
+
+def test_torture_tails_mid_stream_and_several_per_store(file_url: str) -> None:
+    with evstore.connect(file_url) as store:
+        store.migrate()
+        early = store.append("early", [evstore.NewEvent("T", {"i": i}) for i in range(40)])
+    starts: list[int | None] = [0, early[9].position, early[-1].position, None, None]
+    committed: mp.Queue[list[str]] = CTX.Queue()
+    read: mp.Queue[list[object]] = CTX.Queue()
+    writers = [CTX.Process(target=_writer, args=(file_url, i, 4.0, committed)) for i in range(4)]
+    readers = [CTX.Process(target=_tail_threads, args=(file_url, starts, read)) for _ in range(2)]
+    for p in readers + writers:
+        p.start()
+    ids = [i for _ in writers for i in committed.get(timeout=120)]
+    with evstore.connect(file_url) as store:
+        end = store.append("end", [evstore.NewEvent("End", {})])
+    results = [read.get(timeout=180) for _ in readers]
+    for p in readers + writers:
+        p.join(timeout=30)
+    with evstore.connect(file_url) as store:
+        stored = list(store.iter_all())
+    assert sorted(e.event_id for e in stored) == sorted(
+        [e.event_id for e in early] + ids + [end[0].event_id])
+    everything = [e.position for e in stored]
+    assert len(everything) > 100 and everything[-1] == end[0].position
+    for per_process in results:
+        assert len(per_process) == len(starts)
+        for (after, positions), start in zip(per_process, starts, strict=True):  # type: ignore[misc]
+            if start is not None:
+                assert after == start
+            # each once, in order, none skipped, nothing at or before its start
+            assert positions == [p for p in everything if p > after]

@@ -92,15 +92,23 @@ def test_json_written_by_hand_with_whitespace_reads_back(store: evstore.Store) -
     """A DBA may insert events through SQL; stored JSON text with spaces must still read."""
     store.migrate()
     store.append("s", [evstore.NewEvent("T", {"k": 1})])
-    store.execute(
-        "INSERT INTO stream (stream_id, version) VALUES (?, 1)", ["hand"]
-    )
+    if store.dialect == "sqlite":
+        store.execute("INSERT INTO stream (stream_id, version) VALUES (?, 1)", ["hand"])
     digest = evstore.events.digest_of("T", {"k": 2}, {"by": "dba"})
-    store.execute(
-        "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata, "
-        "content_digest) VALUES (?, ?, 1, ?, ?, ?, ?)",
-        ["01ARZ3NDEKTSV4RRFFQ69G5FAV", "hand", "T", ' { "k" : 2 } ', ' {"by": "dba"}\n', digest],
-    )
+    values = ["01ARZ3NDEKTSV4RRFFQ69G5FAV", "hand", "T", ' { "k" : 2 } ', ' {"by": "dba"}\n',
+              digest]
+    if store.dialect == "postgres":  # on PostgreSQL, every insert goes through evstore_append()
+        store.execute(
+            "SELECT * FROM evstore_append(?, 'any', NULL, ARRAY[?], ARRAY[?], ARRAY[?], "
+            "ARRAY[?], ARRAY[?::bytea], 5000)",
+            ["hand", *values[:1], *values[2:]],
+        )
+    else:
+        store.execute(
+            "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, "
+            "metadata, content_digest) VALUES (?, ?, 1, ?, ?, ?, ?)",
+            values,
+        )
     (event,) = store.read_stream("hand")
     assert event.data == {"k": 2} and event.metadata == {"by": "dba"}
     assert [e.data for e in store.read_all()] == [{"k": 1}, {"k": 2}]

@@ -233,8 +233,10 @@ def test_live_parity_of_two_migrated_databases(tmp_path: Path) -> None:
 
 # Behaviour backs the catalog: the same rows go into both dialects, accepted or refused alike.
 ROWS = [
+    # A hand-written INSERT into event_store is refused on both dialects by the guard
+    # event_store_check_insert (0010), before any CHECK runs.
     (("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
-     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 1, 'T', '{}')"), True),
+     "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 1, 'T', '{}')"), False),
     (("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
      "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FA', 's', 1, 'T', '{}')"), False),
     (("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "

@@ -10,7 +10,7 @@
 -- search_path is pinned to this schema with pg_temp last, so a role cannot shadow the tables
 -- with temporary ones; set_config(..., true) below lasts only for this migration's transaction.
 --
--- Arguments: the stream, what the append expects of it ('any', 'no_stream', 'exists' or
+-- Its arguments: the stream, what the append expects of it ('any', 'no_stream', 'exists' or
 -- 'exact' with p_expected_version), one array element per event, and the longest time to wait
 -- for the stream row and the append lock (lock_timeout, in milliseconds; 0 waits forever).
 -- Returns one row per event; no row at all when the expected version does not hold, in which
@@ -80,6 +80,8 @@ BEGIN
     PERFORM pg_advisory_xact_lock(1702261620);
     PERFORM set_config('lock_timeout', saved, true);
 
+    -- Lets this INSERT past event_store_check_insert, and only this one.
+    PERFORM set_config('evstore.appending', 'on', true);
     RETURN QUERY
     INSERT INTO event_store AS e
         (event_id, stream_id, version, event_type, payload, metadata, content_digest)
@@ -88,8 +90,32 @@ BEGIN
     FROM unnest(p_event_ids, p_event_types, p_payloads, p_metadatas, p_content_digests)
          WITH ORDINALITY AS u(event_id, event_type, payload, metadata, content_digest, ord)
     RETURNING e.position, e.version, e.recorded_at;
+    PERFORM set_config('evstore.appending', 'off', true);
 END;
 $$;
 
 -- Functions are executable by PUBLIC by default; only roles granted EXECUTE may append.
 REVOKE EXECUTE ON FUNCTION evstore_append(text, text, bigint, text[], text[], text[], text[], bytea[], integer) FROM PUBLIC;
+
+-- Every INSERT into event_store goes through evstore_append(), the table owner's included: a
+-- statement trigger (once per INSERT, not per row) refuses the others. The application role has
+-- no INSERT privilege anyway; this stops a hand-written INSERT by the owner, which would skip
+-- the append lock, the stream head and the digest. SQLite's trigger of the same name checks
+-- each row's rules instead, since SQLite has no stored functions. An owner who sets
+-- evstore.appending by hand is deliberately going around it, like one who disables triggers;
+-- `evstore verify` reports what such an insert breaks.
+CREATE FUNCTION event_store_check_insert() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('evstore.appending', true) IS DISTINCT FROM 'on' THEN
+        RAISE EXCEPTION 'evstore: events are inserted only by evstore_append()'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Append through evstore, or call evstore_append(); it checks the expected version, takes the append lock and keeps the stream head.';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER event_store_check_insert
+    BEFORE INSERT ON event_store
+    FOR EACH STATEMENT EXECUTE FUNCTION event_store_check_insert();
