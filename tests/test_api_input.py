@@ -81,9 +81,10 @@ def test_nesting_limit_holds_on_both_dialects(store: evstore.Store, depth: int,
         assert read.data == nested(depth)
         assert store.save_snapshot("deep", 1, nested(depth)).version == 1
     else:
-        for attempt in (lambda: store.append("deep", [evstore.NewEvent("T", nested(depth))]),
-                        lambda: store.append("deep", [evstore.NewEvent("T", {}, {"m": nested(depth)})]),
-                        lambda: store.save_snapshot("deep", 1, nested(depth))):
+        deep = nested(depth)
+        for attempt in (lambda: store.append("deep", [evstore.NewEvent("T", deep)]),
+                        lambda: store.append("deep", [evstore.NewEvent("T", {}, {"m": deep})]),
+                        lambda: store.save_snapshot("deep", 1, deep)):
             with pytest.raises(evstore.InvalidInput, match="nested"):
                 attempt()
         assert store.read_all() == []

@@ -116,6 +116,20 @@ OWNER_PG: dict[str, tuple[str, tuple[Any, ...]]] = {
     "cte-delete": (
         "WITH gone AS (DELETE FROM event_store WHERE position = 1 RETURNING position) "
         "SELECT count(*) FROM gone", ()),
+    "insert": (INSERT_COLUMNS + " VALUES (?, 'a', 4, 'T', '{}', '{}', ?)",
+               (NEW_ID, digest_of("T", {}, {}))),
+    "insert-overriding-far-position": (
+        "INSERT INTO event_store (position, event_id, stream_id, version, event_type, payload, "
+        "metadata, content_digest) OVERRIDING SYSTEM VALUE "
+        "VALUES (1000000, ?, 'a', 4, 'T', '{}', '{}', ?)", (NEW_ID, digest_of("T", {}, {}))),
+    "insert-select-copy": (
+        "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata, "
+        "content_digest) SELECT ?, stream_id, 4, event_type, payload, metadata, content_digest "
+        "FROM event_store WHERE position = 1", (NEW_ID,)),
+    "merge-insert": (
+        "MERGE INTO event_store AS e USING (SELECT 1 AS x) AS s ON false WHEN NOT MATCHED "
+        "THEN INSERT (event_id, stream_id, version, event_type, payload, content_digest) "
+        "VALUES (?, 'z', 1, 'T', '{}', ?)", (NEW_ID, digest_of("T", {}, {}))),
     "upsert-on-constraint": (
         UPSERT + "ON CONSTRAINT uq_event_store_event_id DO UPDATE SET payload = "
         "excluded.payload", (A_IDS[1], 4, ZERO_DIGEST)),
@@ -219,16 +233,34 @@ def test_sqlite_explicit_position_is_refused_even_after_moving_the_head(
     assert_appends_continue(lite, before[0])
 
 
-def test_owner_forged_insert_is_reported_by_verify(store: evstore.Store) -> None:
-    """The owner is trusted on PostgreSQL (no trigger stops its direct INSERT) and can move a
-    head on SQLite; either way a forged row without a true digest is found by verify."""
+FORGED_PG = (
+    "INSERT INTO event_store (position, event_id, stream_id, version, event_type, payload, "
+    "metadata, content_digest) OVERRIDING SYSTEM VALUE "
+    "VALUES (?, ?, 'a', 4, 'Forged', '{}', '{}', ?)"
+)
+
+
+def test_owner_forged_insert_is_refused_or_reported_by_verify(
+    store: evstore.Store, url: str
+) -> None:
+    """PostgreSQL refuses the owner's hand-written INSERT unless the owner deliberately sets
+    evstore.appending first; SQLite lets an owner who moves the head first insert a row with a
+    made-up digest. Either way verify names what the forged row breaks."""
     seed(store)
     if store.dialect == "postgres":
         forged_at = 10**9
-        store.execute(
-            "INSERT INTO event_store (position, event_id, stream_id, version, event_type, "
-            "payload, metadata, content_digest) OVERRIDING SYSTEM VALUE "
-            "VALUES (?, ?, 'a', 4, 'Forged', '{}', '{}', ?)", (forged_at, NEW_ID, ZERO_DIGEST))
+        before = rows(store)
+        for sql, params in ((FORGED_PG, (forged_at, NEW_ID, ZERO_DIGEST)),
+                            (INSERT_COLUMNS + " VALUES (?, 'a', 4, 'T', '{}', '{}', ?)",
+                             (NEW_ID, digest_of("T", {}, {})))):
+            with pytest.raises(DatabaseError) as caught:
+                store.execute(sql, params)
+            assert "inserted only by evstore_append()" in str(caught.value)
+            assert rows(store) == before
+        with psycopg.connect(parse_url(url).conninfo or "", autocommit=True) as conn:
+            with conn.transaction():
+                conn.execute("SELECT set_config('evstore.appending', 'on', true)")
+                conn.execute(FORGED_PG.replace("?", "%s"), (forged_at, NEW_ID, ZERO_DIGEST))
         expected = {("digest", "a", forged_at), ("head", "a", None)}
     else:
         forged_at = 6
@@ -752,3 +784,16 @@ def test_append_lock_timeout_sqlite(sqlite_url: str) -> None:
             assert b.append("y", [E("T", {})])[0].position == 2
     finally:
         holder.close()
+
+
+@pytest.mark.parametrize("data", [{1: "a", "1": "b"}, {None: 1, "null": 2}, {True: 1, "true": 2}])
+def test_keys_that_collide_as_json_are_refused_not_dropped(
+    store: evstore.Store, data: dict[Any, Any]
+) -> None:
+    """JSON object keys are strings: 1 and "1" become the same key. Keeping one value and
+    silently dropping the other is data loss; the append should be refused instead."""
+    with pytest.raises(InvalidInput):
+        store.append("s", [E("T", data)])
+    assert store.read_all() == []
+    store.append("s", [E("T", {1: "a", "b": 2})])  # mixed key types that do not collide
+    assert store.read_all()[0].data == {"1": "a", "b": 2}

@@ -118,7 +118,7 @@ def test_a_failing_replay_leaves_the_old_view(store: evstore.Store, batch_size: 
 
 def test_non_atomic_replay_commits_batch_by_batch(store: evstore.Store) -> None:
     store.execute("CREATE TABLE totals (stream_id TEXT PRIMARY KEY, n INTEGER NOT NULL)")
-    for i in range(20):
+    for _ in range(20):
         store.append("s", [NewEvent("T", {"n": 1})])
     store.run_projection(Totals())
     with pytest.raises(RuntimeError):
