@@ -797,3 +797,30 @@ def test_keys_that_collide_as_json_are_refused_not_dropped(
     assert store.read_all() == []
     store.append("s", [E("T", {1: "a", "b": 2})])  # mixed key types that do not collide
     assert store.read_all()[0].data == {"1": "a", "b": 2}
+
+
+def test_verify_finds_an_event_hidden_below_position_1(store: evstore.Store, url: str) -> None:
+    """A row at position -1 is invisible to read_all, iter_all and every tail (they read
+    position > after >= 0). On SQLite the owner needs no trigger switched off to put one there
+    (the insert guard takes -1 for "no position given"); on PostgreSQL it takes a deliberate
+    evstore.appending. verify must still find it: it is the one tool meant to."""
+    seed(store)
+    hidden = (INSERT_COLUMNS.replace("(event_id", "(position, event_id", 1)
+              + " VALUES (-1, ?, 'hidden', 1, 'Forged', '{\"x\": 1}', '{}', ?)")
+    if store.dialect == "postgres":
+        hidden = hidden.replace(") VALUES", ") OVERRIDING SYSTEM VALUE VALUES", 1)
+        with psycopg.connect(parse_url(url).conninfo or "", autocommit=True) as conn:
+            with conn.transaction():
+                conn.execute("SELECT set_config('evstore.appending', 'on', true)")
+                conn.execute("INSERT INTO stream (stream_id, version) VALUES ('hidden', 1)")
+                conn.execute(hidden.replace("?", "%s"), (NEW_ID, ZERO_DIGEST))
+    else:
+        with store.transaction() as tx:
+            tx.execute("INSERT INTO stream (stream_id, version) VALUES ('hidden', 1)")
+            tx.execute(hidden, (NEW_ID, ZERO_DIGEST))
+    assert [e.position for e in store.read_stream("hidden")] == [-1]
+    assert len(store.read_all()) == 5  # no reader sees it
+    report = verify(store)
+    kinds = {(f.kind, f.stream_id, f.position) for f in report.findings}
+    assert ("position", "hidden", -1) in kinds and ("digest", "hidden", -1) in kinds
+    assert report.events == 6

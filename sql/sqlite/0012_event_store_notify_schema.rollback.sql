@@ -1,0 +1,1 @@
+-- Intentionally empty on SQLite: nothing to undo for 0012.

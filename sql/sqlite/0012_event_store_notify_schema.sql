@@ -1,0 +1,3 @@
+-- Intentionally empty on SQLite: PostgreSQL's 0012 names the schema in its NOTIFY payload; SQLite has no schemas and no NOTIFY.
+--
+-- Kept so that both folders hold the same migration ids in the same order.
