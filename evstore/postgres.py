@@ -17,6 +17,7 @@ rollback never takes another thread's append with it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -126,14 +127,28 @@ _CONNECT_ARGS: dict[str, Any] = {
     "autocommit": True,
     "connect_timeout": 10,
     "application_name": "evstore",
-    "options": "-c TimeZone=UTC",
 }
 
 
-def open_connection(url: DatabaseURL) -> psycopg.Connection[Any]:
+def connect_args(url: DatabaseURL, schema: str | None = None) -> dict[str, Any]:
+    """psycopg.connect's keyword arguments: evstore's settings added to the URL's own
+    `options` (which keep their effect, a search_path among them), and the schema's
+    search_path last, so it wins."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    assert url.conninfo is not None
+    given = str(conninfo_to_dict(url.conninfo).get("options") or "")
+    options = [given] if given else []
+    options.append("-c TimeZone=UTC")
+    if schema is not None:
+        options.append(f"-c search_path={schema}")
+    return {**_CONNECT_ARGS, "options": " ".join(options)}
+
+
+def open_connection(url: DatabaseURL, schema: str | None = None) -> psycopg.Connection[Any]:
     assert url.conninfo is not None
     try:
-        conn = psycopg.connect(url.conninfo, **_CONNECT_ARGS)
+        conn = psycopg.connect(url.conninfo, **connect_args(url, schema))
     except psycopg.Error as e:
         raise ConnectionFailed(
             f"cannot connect to {url.redacted}: {_first_line(e)}; check that the server is "
@@ -147,12 +162,22 @@ class PostgresBackend:
     dialect: Dialect = "postgres"
 
     def __init__(
-        self, url: DatabaseURL, *, lock_timeout: float = 5.0, pool_size: int = 8
+        self,
+        url: DatabaseURL,
+        *,
+        lock_timeout: float = 5.0,
+        pool_size: int = 8,
+        schema: str | None = None,
     ) -> None:
         self.url = url
         self.lock_timeout = lock_timeout
         self._lock_timeout_ms = max(int(lock_timeout * 1000), 1)
-        self.conn = open_connection(url)  # the first connection; a bad URL fails here, clearly
+        # The first connection; a bad URL fails here, clearly.
+        self.conn = open_connection(url, schema)
+        self._connect_args = connect_args(url, schema)
+        row = self.conn.execute("SELECT current_schema()").fetchone()
+        # The schema this store lives in: named, or the first of the URL's search_path.
+        self.schema: str | None = row[0] if row else None
         self._conn_free = threading.Lock()
         self._pool: Any = None
         self._pool_size = pool_size
@@ -194,7 +219,7 @@ class PostgresBackend:
                         self.url.conninfo,
                         min_size=0,
                         max_size=self._pool_size,
-                        kwargs=dict(_CONNECT_ARGS),
+                        kwargs=dict(self._connect_args),
                         configure=_configure,
                         name="evstore",
                         open=True,
@@ -425,9 +450,16 @@ class PostgresBackend:
         while True:
             # A quiet interval also counts as a change: re-reading costs one index probe, and
             # it bounds the delay should a notification ever be lost.
+            # Notifications name the schema whose log changed (0012); others are not ours. An
+            # empty payload comes from a store migrated before 0012.
+            deadline = time.monotonic() + poll_interval
             with translated():
-                for _ in conn.notifies(timeout=poll_interval, stop_after=1):
-                    pass
+                while (remaining := deadline - time.monotonic()) > 0:
+                    ours = False
+                    for notify in conn.notifies(timeout=remaining, stop_after=1):
+                        ours = not notify.payload or notify.payload == self.schema
+                    if ours:
+                        break
             yield True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -57,29 +58,54 @@ def connect(
     migrations_dir: str | Path | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     pool_size: int = 8,
+    schema: str | None = None,
 ) -> Store:
     """Open a store. The dialect comes from the URL scheme:
     sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:, postgresql://...
 
     lock_timeout: the longest an append (and, on SQLite, any write) waits for the append lock
     before it raises AppendLockTimeout. pool_size: on PostgreSQL, the most connections that
-    threads sharing this Store use at once."""
+    threads sharing this Store use at once. schema: on PostgreSQL, the schema that holds the
+    store (and yoyo's tables); without it, the first schema of the URL's search_path."""
     return Store(
         parse_url(url),
         migrations_dir=migrations_dir,
         lock_timeout=lock_timeout,
         pool_size=pool_size,
+        schema=schema,
     )
 
 
-def _open_backend(url: DatabaseURL, lock_timeout: float, pool_size: int = 1) -> Backend:
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def check_schema(schema: object, dialect: str) -> str | None:
+    """A PostgreSQL schema name: lower case letters, digits and _, at most 63, so that it
+    means the same quoted and unquoted, in a search_path and in SQL."""
+    if schema is None:
+        return None
+    if dialect != "postgres":
+        raise InvalidInput(
+            f"schema={schema!r}: schemas exist only on PostgreSQL; a SQLite store is one file"
+        )
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+        raise InvalidInput(
+            f"schema {schema!r} is not a plain PostgreSQL name; use 1 to 63 lower-case "
+            "letters, digits and _, not starting with a digit"
+        )
+    return schema
+
+
+def _open_backend(
+    url: DatabaseURL, lock_timeout: float, pool_size: int = 1, schema: str | None = None
+) -> Backend:
     if url.dialect == "sqlite":
         from evstore.sqlite import SQLiteBackend
 
         return SQLiteBackend(url, lock_timeout=lock_timeout)
     from evstore.postgres import PostgresBackend
 
-    return PostgresBackend(url, lock_timeout=lock_timeout, pool_size=pool_size)
+    return PostgresBackend(url, lock_timeout=lock_timeout, pool_size=pool_size, schema=schema)
 
 
 class Transaction:
@@ -141,7 +167,9 @@ class Store:
         migrations_dir: str | Path | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         pool_size: int = 8,
+        schema: str | None = None,
     ) -> None:
+        self.schema = check_schema(schema, url.dialect)
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or not (
             0 < lock_timeout <= 86400
         ):
@@ -156,7 +184,9 @@ class Store:
         self.migrations_dir = (
             Path(migrations_dir) if migrations_dir is not None else default_dir(url.dialect)
         )
-        self._backend: Backend | None = _open_backend(url, self.lock_timeout, pool_size)
+        self._backend: Backend | None = _open_backend(
+            url, self.lock_timeout, pool_size, self.schema
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -391,10 +421,10 @@ class Store:
         )
         backend = self._live()
         if self.dialect == "postgres" or not self.url.is_memory:
-            url, timeout = self.url, self.lock_timeout
+            url, timeout, schema = self.url, self.lock_timeout, self.schema
 
             def opener() -> Backend:
-                return _open_backend(url, timeout)
+                return _open_backend(url, timeout, 1, schema)
 
             return Tail(opener, None, after, types, interval, idle_timeout, page_size,
                         reconnect_attempts)
