@@ -6,6 +6,7 @@ import enum
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -349,7 +350,7 @@ def canonical_json(value: Any) -> str:
     try:
         return _canonical(_dumps(value))
     except TypeError:  # keys of mixed types: as JSON they are all strings, and sort as such
-        return _canonical(_dumps(_loads(_dumps_unsorted(value))))
+        return _canonical(_dumps(_as_json_keys(value)))
 
 
 def _depth_exceeds(text: str, limit: int) -> bool:
@@ -381,7 +382,13 @@ def encode_json(value: Any, what: str) -> str:
         # Keys of mixed types (3 and "t") cannot be sorted as they are; json writes them all
         # as strings, and as strings they sort.
         try:
-            text = _dumps(_loads(_dumps_unsorted(value)))
+            text = _dumps(_as_json_keys(value))
+        except _KeyCollision as collision:
+            raise InvalidInput(
+                f"{what} has keys that are the same once written as JSON strings "
+                f"({collision}); JSON object keys are strings, so one value would be lost. "
+                "Rename one of the keys"
+            ) from e
         except (TypeError, ValueError, RecursionError):
             raise InvalidInput(
                 f"{what} is not JSON-serialisable ({e}); convert it to dicts, lists, str, "
@@ -436,6 +443,25 @@ def _encode_field(value: Any, index: int, field: str) -> str:
 _dumps_unsorted = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":")
 ).encode
+
+
+class _KeyCollision(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        counts = Counter(k for k, _ in pairs)
+        repeated = sorted(k for k, n in counts.items() if n > 1)
+        raise _KeyCollision(", ".join(repr(k) for k in repeated))
+    return result
+
+
+def _as_json_keys(value: Any) -> Any:
+    """The value with every dict key as the string JSON writes for it (1 -> "1", True ->
+    "true"), refusing keys that become the same string, such as 1 and "1"."""
+    return _loads(_dumps_unsorted(value), object_pairs_hook=_unique_pairs)
 
 _DIGEST_PREFIX = b"evstore-v1\x00"
 _sha256 = hashlib.sha256

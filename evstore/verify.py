@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from evstore.events import digest_of
+from evstore.events import RecordedEvent, digest_of
 
 if TYPE_CHECKING:
     from evstore.store import Store
@@ -55,6 +55,14 @@ ORDER BY e.stream_id
 LIMIT ?"""
 
 _STREAMS = "SELECT count(*) FROM stream"
+
+# Readers and tails see only positions above 0, so rows below are looked for on their own.
+_BELOW_ONE = """
+SELECT position, stream_id, version, event_id, event_type, payload, metadata, content_digest
+FROM event_store
+WHERE position < 1
+ORDER BY position
+LIMIT ?"""
 
 
 @dataclass(frozen=True, order=True)
@@ -109,6 +117,7 @@ def verify(
     `progress` is called with the number of positions each page covered."""
     report = VerifyReport()
     findings = report.findings
+    digested_since: int | None = None  # position of the first event that has a digest
 
     def add(finding: Finding) -> None:
         if len(findings) < max_findings:
@@ -116,15 +125,11 @@ def verify(
         else:
             report.truncated = True
 
-    digested_since: int | None = None  # position of the first event that has a digest
-    done = 0
-    for event in store.iter_all(page_size=page_size):
+    def check(event: RecordedEvent) -> None:
+        nonlocal digested_since
         report.events += 1
         where = f"event at position {event.position} (stream {event.stream_id!r} version " \
                 f"{event.version}, id {event.event_id})"
-        if event.position < 1:
-            add(Finding("position", event.stream_id, event.position,
-                        f"{where}: position below 1; positions are drawn by the database"))
         stored = event.content_digest
         if stored is None:
             if digested_since is None:
@@ -133,18 +138,30 @@ def verify(
                 add(Finding("digest-missing", event.stream_id, event.position,
                             f"{where}: no content digest, though events before it have one; "
                             "it was not written by evstore's append"))
-        else:
-            if digested_since is None:
-                digested_since = event.position
-            if digest_of(event.type, event.data, event.metadata) != stored:
-                add(Finding("digest", event.stream_id, event.position,
-                            f"{where}: content digest does not match its type, data and "
-                            "metadata; the event was changed after it was appended"))
+            return
+        if digested_since is None:
+            digested_since = event.position
+        if digest_of(event.type, event.data, event.metadata) != stored:
+            add(Finding("digest", event.stream_id, event.position,
+                        f"{where}: content digest does not match its type, data and "
+                        "metadata; the event was changed after it was appended"))
+
+    limit = (max_findings + 1,)
+    # Readers and tails never see positions below 1: look for such rows first, on their own.
+    for row in store.execute(_BELOW_ONE, limit):
+        hidden = _record(store.dialect, row)
+        add(Finding("position", hidden.stream_id, hidden.position,
+                    f"event at position {hidden.position} (stream {hidden.stream_id!r} version "
+                    f"{hidden.version}, id {hidden.event_id}): position below 1, hidden from "
+                    "every reader and tail; positions are drawn by the database"))
+        check(hidden)
+    done = 0
+    for event in store.iter_all(page_size=page_size):
+        check(event)
         if progress is not None and event.position > done:
             progress(event.position - done)
             done = event.position
 
-    limit = (max_findings + 1,)
     for stream_id, count, low, high in store.execute(_VERSION_GAPS, limit):
         add(Finding("versions", stream_id, None,
                     f"stream {stream_id!r}: versions are not 1..n without gaps ({count} "
@@ -164,3 +181,13 @@ def verify(
     report.streams = int(store.execute(_STREAMS)[0][0])
     findings.sort()
     return report
+
+
+def _record(dialect: str, row: tuple[object, ...]) -> RecordedEvent:
+    """A record from a _BELOW_ONE row: JSON text on SQLite, decoded jsonb on PostgreSQL."""
+    position, stream_id, version, event_id, event_type, payload, metadata, digest = row
+    values = (position, stream_id, version, event_id, event_type, payload, metadata,
+              "1970-01-01T00:00:00+00:00", digest)
+    if dialect == "sqlite":
+        return RecordedEvent.from_row(values)
+    return RecordedEvent.from_decoded_row(values)

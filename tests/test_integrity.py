@@ -801,9 +801,9 @@ def test_keys_that_collide_as_json_are_refused_not_dropped(
 
 def test_verify_finds_an_event_hidden_below_position_1(store: evstore.Store, url: str) -> None:
     """A row at position -1 is invisible to read_all, iter_all and every tail (they read
-    position > after >= 0). On SQLite the owner needs no trigger switched off to put one there
-    (the insert guard takes -1 for "no position given"); on PostgreSQL it takes a deliberate
-    evstore.appending. verify must still find it: it is the one tool meant to."""
+    position > after >= 0). SQLite refuses it (event_store_check_position), so putting one
+    there takes dropping that trigger; on PostgreSQL it takes a deliberate evstore.appending.
+    verify must still find it: it is the one tool meant to."""
     seed(store)
     hidden = (INSERT_COLUMNS.replace("(event_id", "(position, event_id", 1)
               + " VALUES (-1, ?, 'hidden', 1, 'Forged', '{\"x\": 1}', '{}', ?)")
@@ -815,6 +815,12 @@ def test_verify_finds_an_event_hidden_below_position_1(store: evstore.Store, url
                 conn.execute("INSERT INTO stream (stream_id, version) VALUES ('hidden', 1)")
                 conn.execute(hidden.replace("?", "%s"), (NEW_ID, ZERO_DIGEST))
     else:
+        with pytest.raises(evstore.AppendOnlyViolation, match="positions are drawn"):
+            with store.transaction() as tx:
+                tx.execute("INSERT INTO stream (stream_id, version) VALUES ('hidden', 1)")
+                tx.execute(hidden, (NEW_ID, ZERO_DIGEST))
+        assert store.stream_version("hidden") is None
+        store.execute("DROP TRIGGER event_store_check_position")  # as a superuser would
         with store.transaction() as tx:
             tx.execute("INSERT INTO stream (stream_id, version) VALUES ('hidden', 1)")
             tx.execute(hidden, (NEW_ID, ZERO_DIGEST))

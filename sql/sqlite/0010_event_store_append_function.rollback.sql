@@ -1,2 +1,3 @@
--- Drop the INSERT guard of event_store.
+-- Drop the INSERT guards of event_store.
+DROP TRIGGER event_store_check_position;
 DROP TRIGGER event_store_check_insert;

@@ -5,7 +5,9 @@
 -- REPLACE INTO delete the conflicting row without firing delete triggers (recursive_triggers is
 -- off by default), so without the checks below they could rewrite or move an event.
 --   * NEW.position is -1 in a BEFORE INSERT trigger when the row leaves position to
---     AUTOINCREMENT; any other value was chosen by the writer.
+--     AUTOINCREMENT; any other value was chosen by the writer. A writer who chooses -1 itself
+--     is caught after the insert by event_store_check_position, where NEW.position is the
+--     position the row really got.
 --   * The version must be exactly one more than the stream's last event, and at most the
 --     stream head that the append moved first in the same transaction.
 
@@ -24,4 +26,12 @@ BEGIN
     WHERE NEW.version > coalesce((SELECT version FROM stream WHERE stream_id = NEW.stream_id), 0);
     SELECT RAISE(ABORT, 'evstore: content_digest is missing; append through evstore')
     WHERE NEW.content_digest IS NULL;
+END;
+
+CREATE TRIGGER event_store_check_position
+    AFTER INSERT ON event_store
+    FOR EACH ROW
+BEGIN
+    SELECT RAISE(ABORT, 'evstore: event_store positions are drawn by the database; insert without a position')
+    WHERE NEW.position < 1;
 END;
