@@ -169,18 +169,20 @@ def pg_generated_name(name: str, table: str, kind: str, columns: tuple[str, ...]
 # SQLite's `x DESC`. Keys on NOT NULL columns hold no NULLs; their NULLs order is not compared.
 
 # PostgreSQL collation -> the SQLite collation with the same semantics. SQLite has BINARY
-# (memcmp, the default), NOCASE (ASCII case folding) and RTRIM. "C", "POSIX" and "ucs_basic"
-# order by code point, as BINARY does on UTF-8. "default" is the database's collation: it is
-# deterministic (equal only when byte-equal, as BINARY) though its order follows LC_COLLATE, and
-# it is what an index gets when nobody asked for anything. A key that cannot be collated
-# (bigint) has no collation on PostgreSQL and BINARY on SQLite. NOCASE and RTRIM have no
-# built-in PostgreSQL twin (a nondeterministic ICU collation comes close): a pair meant to be
-# the same is declared in parity.toml, [[equivalent]] field = "collations".
+# (memcmp, the default), NOCASE (ASCII case folding) and RTRIM. "C", "POSIX", "ucs_basic" and
+# glibc's "C.utf8" order by code point, as BINARY does on UTF-8. "default" is the database's
+# collation: it is deterministic (equal only when byte-equal, as BINARY) though its order
+# follows LC_COLLATE, and it is what a key gets when nobody asked for anything. A key that
+# cannot be collated (bigint) has no collation on PostgreSQL and BINARY on SQLite. NOCASE and
+# RTRIM have no built-in PostgreSQL twin (a nondeterministic ICU collation comes close): a pair
+# meant to be the same is declared in parity.toml, [[equivalent]] field = "collations".
 COLLATIONS: dict[str, str] = {
     "default": "BINARY",
     "C": "BINARY",
     "POSIX": "BINARY",
     "ucs_basic": "BINARY",
+    "C.utf8": "BINARY",
+    "C.UTF-8": "BINARY",
 }
 
 
