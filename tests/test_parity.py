@@ -284,6 +284,15 @@ LIBRARY_MUTATIONS = [
      '(title COLLATE "POSIX", pages DESC)', set()),
     ("index collation BINARY by name", "sqlite", "(title, pages DESC)",
      "(title COLLATE BINARY, pages DESC)", set()),
+    ("index renamed", "sqlite", "ix_book_title_pages", "ix_book_title",
+     {("index ix_book_title_pages", "name")}),
+    ("index named by PostgreSQL", "postgres", "INDEX ix_book_title_pages ON", "INDEX ON",
+     {("index book_title_pages_idx", "name")}),
+    ("index renamed and changed", "sqlite", "ix_book_title_pages ON book (title, pages DESC)",
+     "ix_book_title ON book (title, pages)",
+     {("index ix_book_title_pages", "exists"), ("index ix_book_title", "exists")}),
+    ("trigger renamed", "postgres", "CREATE TRIGGER book_reject_change",
+     "CREATE TRIGGER book_guard", {("trigger book_guard", "name")}),
 ]
 
 
@@ -357,6 +366,9 @@ def _differences(tmp_path: Path, dialect: str, old: str, new: str) -> list[Diffe
     ("postgres", "NOT NULL REFERENCES author (author_id) ON DELETE CASCADE",
      "NOT NULL CONSTRAINT fk_book_author REFERENCES author (author_id) ON DELETE RESTRICT",
      "the name differs too: name it `CONSTRAINT fk_book_author` on the sqlite side"),
+    ("sqlite", "INDEX ix_book_isbn", "INDEX ix_book_isbn_13",
+     "only the name differs: name the index `ix_book_isbn` on the sqlite side, or "
+     "`ix_book_isbn_13` on the postgres side"),
     ("postgres", "nickname NULLS FIRST", "nickname",
      "SQLite keeps NULLs first in an ASC key and last in a DESC one and cannot be told "
      "otherwise: write nickname ASC NULLS FIRST on the postgres side"),

@@ -172,7 +172,7 @@ def _all_facts(
     return left_facts, right_facts, named
 
 
-def _nulls_hint(pg: Fields, lite: Fields) -> str:
+def _nulls_hint(pg: Fields, lite: Fields) -> str | None:
     """Which keys to spell with an explicit NULLS clause on PostgreSQL: SQLite's order is fixed
     by the direction and its CREATE INDEX takes no NULLS clause."""
     keys = [
@@ -183,8 +183,40 @@ def _nulls_hint(pg: Fields, lite: Fields) -> str:
         )
         if lite_nulls is not None and pg_nulls != lite_nulls
     ]
+    if not keys:  # the NULLs differ because a column's nullability does: that is reported
+        return None
     return ("SQLite keeps NULLs first in an ASC key and last in a DESC one and cannot be told "
             f"otherwise: write {', '.join(keys)} on the postgres side")
+
+
+def _renamed(found: list[Difference], left: Facts, right: Facts) -> list[Difference]:
+    """An index or trigger on one side only, alike in every field to one on the other side
+    only, is the same object under another name: one difference, with the fix."""
+    gone = {d.object for d in found if d.field == "exists" and d.postgres}
+    new = {d.object for d in found if d.field == "exists" and d.sqlite}
+    merged: list[Difference] = []
+    for obj in sorted(gone):
+        kind, _, name = obj.partition(" ")
+        if kind not in ("index", "trigger"):
+            continue
+        same = sorted(
+            other for other in new
+            if other.partition(" ")[0] == kind
+            and {f: v[0] for f, v in right[other].items()} == {
+                f: v[0] for f, v in left[obj].items()}
+        )
+        if not same:
+            continue
+        other = same[0]
+        new.discard(other)
+        twin = other.partition(" ")[2]
+        merged.append(Difference(
+            obj, "name", name, twin,
+            f"only the name differs: name the {kind} `{name}` on the sqlite side, or "
+            f"`{twin}` on the postgres side",
+        ))
+        found = [d for d in found if d.object not in (obj, other)]
+    return found + merged
 
 
 def differences(
@@ -195,9 +227,10 @@ def differences(
 ) -> list[Difference]:
     """Every difference between a PostgreSQL schema and a SQLite schema, sorted.
 
-    `normalizer` lets PostgreSQL print SQLite's CHECK bodies and predicates its own way (see
-    catalog.postgres.ExpressionNormalizer); without one, expressions are compared after light
-    normalisation only."""
+    `normalizer` lets PostgreSQL print SQLite's CHECK bodies, predicates, index expressions and
+    trigger WHEN conditions its own way (see catalog.postgres.ExpressionNormalizer); without
+    one, expressions are compared after light normalisation only. A name difference, and a
+    difference in where an index key's NULLs sit, carry a hint saying how to agree."""
     declared = declared or Declared()
     left, right, named = _all_facts(postgres, sqlite, normalizer)
     found: list[Difference] = []
@@ -214,14 +247,13 @@ def differences(
         if not (on_pg and on_lite):
             found.append(Difference(obj, "exists", on_pg, on_lite))
             continue
-        fields: list[Difference] = []
         for field in sorted(set(left[obj]) | set(right[obj])):
             a = left[obj].get(field, (None, None))
             b = right[obj].get(field, (None, None))
             equivalent = declared.equivalent.get((obj, field))
             if equivalent is not None:
                 if (a[1], b[1]) != equivalent[:2]:
-                    fields.append(Difference(obj, f"{field} (declared equivalent)", a[1], b[1]))
+                    found.append(Difference(obj, f"{field} (declared equivalent)", a[1], b[1]))
                 continue
             if a[0] != b[0]:
                 hint = None
@@ -233,8 +265,8 @@ def differences(
                     hint = named[obj].hint(("postgres", "sqlite"), only)
                 elif field == "nulls":
                     hint = _nulls_hint(left[obj], right[obj])
-                fields.append(Difference(obj, field, a[1], b[1], hint))
-        found += fields
+                found.append(Difference(obj, field, a[1], b[1], hint))
+    found = _renamed(found, left, right)
     for obj in sorted(
         set(declared.postgres_only) | set(declared.sqlite_only) - set(left) - set(right)
     ):
