@@ -173,14 +173,11 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 def _report(diffs: Sequence[Any], as_json: bool, left: str, right: str, ok: str) -> int:
     if as_json:
-        _print_json([
-            {"object": d.object, "field": d.field, left: d.postgres, right: d.sqlite}
-            for d in diffs
-        ])
+        _print_json([d.to_dict(left, right) for d in diffs])
     elif diffs:
         width = max(len(d.object) for d in diffs)
         for d in diffs:
-            print(f"{d.object:<{width}}  {d.field}: {left} {d.postgres!r}, {right} {d.sqlite!r}")
+            print(d.line(width, left, right))
         print(f"{len(diffs)} difference(s)")
     else:
         print(ok)

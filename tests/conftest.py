@@ -8,9 +8,11 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
 import evstore
 from evstore.urls import parse_url
@@ -60,19 +62,36 @@ def require_pg() -> str:
     return dsn
 
 
+def role_url(url: str, role: str, password: str | None = None) -> str:
+    """The same server and database as `url`, logged in as `role` (with `password`, or none).
+
+    Built from the parsed URL, so a password, a Unix-socket host (`?host=/var/run/postgresql`,
+    or a percent-encoded socket path as the host), a port and other query parameters come
+    through; the role and the password are percent-encoded."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = quote(role, safe="")
+    if password is not None:
+        user += ":" + quote(password, safe="")
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
 @contextlib.contextmanager
 def scratch_database(prefix: str = "evstore_test") -> Iterator[str]:
-    """A database created for one test and dropped after it, on the test server."""
+    """A database created for one test and dropped after it, on the test server (whichever
+    database, host or socket the DSN names)."""
     server = parse_url(require_pg())
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     assert server.conninfo is not None
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     with psycopg.connect(server.conninfo, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(create)
     try:
         yield server.with_database(name).url
     finally:
         with psycopg.connect(server.conninfo, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(drop)
 
 
 @pytest.fixture

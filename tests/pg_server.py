@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psycopg
 
+from evstore.urls import parse_url, redact
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -115,6 +117,10 @@ def find_server() -> Iterator[tuple[str, str]]:
 
 
 def server_version(dsn: str) -> str:
-    with psycopg.connect(dsn, connect_timeout=5) as conn:
+    """The server's version, connecting as evstore does: the DSN through parse_url, so any
+    scheme evstore accepts, a socket host and any database name work here too."""
+    conninfo = parse_url(dsn).conninfo
+    assert conninfo is not None, f"{redact(dsn)} is not a PostgreSQL URL"
+    with psycopg.connect(conninfo, connect_timeout=5) as conn:
         row = conn.execute("SHOW server_version").fetchone()
         return str(row[0]) if row else "?"

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 import evstore
 from evstore.cli import main
 from evstore.migrations import Migrator
 from evstore.urls import parse_url
-from tests.conftest import SQL
+from tests.conftest import SQL, role_url
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -174,10 +175,12 @@ def test_drift_on_postgres(pg_url: str, capsys: pytest.CaptureFixture[str]) -> N
 
 @pytest.mark.postgres
 def test_grant_gives_exactly_what_the_store_needs(pg_url: str) -> None:
-    role = "evstore_app_" + pg_url.rsplit("_", 1)[-1]
     admin = parse_url(pg_url)
+    role = "evstore_app_" + (admin.database or "").rsplit("_", 1)[-1]
+    password = "app p@ss:w/rd#1?"  # every character a URL must percent-encode
     with psycopg.connect(admin.conninfo or "", autocommit=True) as conn:
-        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)))
     try:
         with evstore.connect(pg_url) as store:
             store.migrate()
@@ -186,7 +189,7 @@ def test_grant_gives_exactly_what_the_store_needs(pg_url: str) -> None:
         assert "GRANT SELECT ON TABLE" in next(line for line in printed.stdout.splitlines()
                                                if "event_store\"" in line and "TABLE" in line)
         assert run("grant", "--role", role, "--database", pg_url, "--apply").returncode == 0
-        app_url = pg_url.replace("postgres@", f"{role}@", 1)
+        app_url = role_url(pg_url, role, password)
         with evstore.connect(app_url) as app:
             app.append("s", [evstore.NewEvent("T", {})])
             app.save_checkpoint("p", 1)

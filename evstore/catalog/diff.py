@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from evstore.catalog import mapping
+from evstore.catalog import constraints, mapping
+from evstore.catalog.constraints import Facts, Fields
 from evstore.catalog.declared import Declared
-from evstore.catalog.model import Schema
+from evstore.catalog.model import Check, Index, Schema
+from evstore.catalog.sqlite import pg_spelling
 
 
 @dataclass(frozen=True, order=True)
@@ -18,10 +20,24 @@ class Difference:
     field: str
     postgres: Any
     sqlite: Any
+    hint: str | None = None  # how to make the two agree, where parity can tell
 
     def __str__(self) -> str:
-        return f"{self.object}: {self.field} differs (postgres: {_show(self.postgres)}; " \
+        text = f"{self.object}: {self.field} differs (postgres: {_show(self.postgres)}; " \
                f"sqlite: {_show(self.sqlite)})"
+        return f"{text}; {self.hint}" if self.hint else text
+
+    def to_dict(self, left: str = "postgres", right: str = "sqlite") -> dict[str, Any]:
+        """The JSON form: object, field, the two values under the sides' names, and hint
+        (null when there is none)."""
+        return {"object": self.object, "field": self.field, left: self.postgres,
+                right: self.sqlite, "hint": self.hint}
+
+    def line(self, width: int = 0, left: str = "postgres", right: str = "sqlite") -> str:
+        """The text form, one line, with the hint on a second line when there is one."""
+        text = f"{self.object:<{width}}  {self.field}: {left} {self.postgres!r}, " \
+               f"{right} {self.sqlite!r}"
+        return f"{text}\n{'':<{width}}  hint: {self.hint}" if self.hint else text
 
 
 def _show(value: Any) -> str:
@@ -39,9 +55,31 @@ class Normalizer(Protocol):
 
     def index_column(self, table: str, expression: str) -> str | None: ...
 
+    def trigger_when(
+        self, table: str, timing: str, events: tuple[str, ...], expression: str
+    ) -> str | None: ...
 
-# object -> field -> (value compared, value shown)
-Facts = dict[str, dict[str, tuple[Any, Any]]]
+
+def _check_form(dialect: str, norm: Normalizer | None) -> constraints.CheckForm:
+    """A CHECK in comparison form: PostgreSQL's as pg_get_constraintdef printed it, SQLite's
+    printed by PostgreSQL's parser when a normalizer is given."""
+    def form(table: str, check: Check) -> str:
+        if dialect == "postgres":
+            return mapping.check_body(check.expression)
+        printed = norm.check(table, pg_spelling(check.expression)) if norm else None
+        return mapping.check_body(printed) if printed else mapping.light_expression(
+            check.expression)
+    return form
+
+
+def _key_nulls(
+    index: Index, columns: tuple[str, ...], not_null: set[str]
+) -> tuple[str | None, ...]:
+    """Where each key keeps its NULLs; None for a key on a NOT NULL column, which has none."""
+    return tuple(
+        None if column in not_null else ("FIRST" if first else "LAST")
+        for column, first in zip(columns, index.nulls_first, strict=False)
+    )
 
 
 def _same(value: Any) -> tuple[Any, Any]:
@@ -66,34 +104,6 @@ def _facts(schema: Schema, side: str, norm: Normalizer | None) -> Facts:
                 ),
                 "identity": _same(c.identity),
             }
-        if t.primary_key is not None:
-            facts[f"primary key {t.name}"] = {
-                "name": _same(t.primary_key.name),
-                "columns": _same(t.primary_key.columns),
-            }
-        for u in t.uniques:
-            facts[f"unique {t.name}.{u.name or '(' + ','.join(u.columns) + ')'}"] = {
-                "columns": _same(u.columns)
-            }
-        for k in t.checks:
-            if pg:
-                compared = mapping.check_body(k.expression)
-            else:
-                printed = norm.check(t.name, k.expression) if norm else None
-                compared = (
-                    mapping.check_body(printed) if printed else mapping.light_expression(
-                        k.expression)
-                )
-            key = k.name or f"({mapping.light_expression(k.expression)})"
-            facts[f"check {t.name}.{key}"] = {"expression": (compared, k.expression)}
-        for f in t.foreign_keys:
-            facts[f"foreign key {t.name}.{f.name or '(' + ','.join(f.columns) + ')'}"] = {
-                "columns": _same(f.columns),
-                "ref_table": _same(f.ref_table),
-                "ref_columns": _same(f.ref_columns),
-                "on_delete": _same(f.on_delete),
-                "on_update": _same(f.on_update),
-            }
     for i in schema.indexes.values():
         if pg or norm is None:
             columns = tuple(mapping.light_expression(c) for c in i.columns)
@@ -107,27 +117,106 @@ def _facts(schema: Schema, side: str, norm: Normalizer | None) -> Facts:
                     norm.index_column(i.table, c) or c)
                 for c in i.columns
             )
-            printed = norm.predicate(i.table, i.predicate) if i.predicate else None
+            printed = norm.predicate(i.table, pg_spelling(i.predicate)) if i.predicate else None
             predicate = mapping.light_expression(printed or i.predicate) if i.predicate else None
+        table = schema.tables.get(i.table)
+        not_null = {c.name for c in table.columns if c.not_null} if table else set()
+        collations = tuple(
+            mapping.sqlite_collation_for(c) if pg else (c or "BINARY").upper()
+            for c in i.collations
+        )
         facts[f"index {i.name}"] = {
             "table": _same(i.table),
             "columns": (columns, i.columns),
             "unique": _same(i.unique),
             "predicate": (predicate, i.predicate),
             "method": _same(i.method),
+            "directions": _same(tuple("DESC" if d else "ASC" for d in i.descending)),
+            "nulls": _same(_key_nulls(i, columns, not_null)),
+            "collations": (collations, i.collations),
         }
     for g in schema.triggers.values():
+        if g.when is None:
+            when = None
+        elif pg or norm is None:
+            when = mapping.light_expression(g.when)
+        else:
+            printed = norm.trigger_when(g.table, g.timing, g.events, pg_spelling(g.when))
+            when = mapping.light_expression(printed or g.when)
         facts[f"trigger {g.name}"] = {
             "table": _same(g.table),
             "timing": _same(g.timing),
             "events": _same(g.events),
+            "columns": _same(g.columns),
             "level": _same(g.level),
+            "when": (when, g.when),
         }
     for fn in schema.functions.values():
         facts[f"function {fn.name}"] = {"language": _same(fn.language)}
     for s in schema.sequences:
         facts[f"sequence {s}"] = {}
     return facts
+
+
+def _all_facts(
+    left: Schema, right: Schema, norm: Normalizer | None
+) -> tuple[Facts, Facts, dict[str, constraints.Named]]:
+    """Both sides' facts, constraints paired across the two (see catalog.constraints)."""
+    left_facts = _facts(left, left.dialect, norm)
+    right_facts = _facts(right, right.dialect, norm)
+    left_keys, right_keys, named = constraints.compare(
+        left, right, _check_form(left.dialect, norm), _check_form(right.dialect, norm)
+    )
+    left_facts.update(left_keys)
+    right_facts.update(right_keys)
+    return left_facts, right_facts, named
+
+
+def _nulls_hint(pg: Fields, lite: Fields) -> str | None:
+    """Which keys to spell with an explicit NULLS clause on PostgreSQL: SQLite's order is fixed
+    by the direction and its CREATE INDEX takes no NULLS clause."""
+    keys = [
+        f"{column} {direction} NULLS {lite_nulls}"
+        for column, direction, pg_nulls, lite_nulls in zip(
+            lite["columns"][1], lite["directions"][1], pg["nulls"][1], lite["nulls"][1],
+            strict=False,
+        )
+        if lite_nulls is not None and pg_nulls != lite_nulls
+    ]
+    if not keys:  # the NULLs differ because a column's nullability does: that is reported
+        return None
+    return ("SQLite keeps NULLs first in an ASC key and last in a DESC one and cannot be told "
+            f"otherwise: write {', '.join(keys)} on the postgres side")
+
+
+def _renamed(found: list[Difference], left: Facts, right: Facts) -> list[Difference]:
+    """An index or trigger on one side only, alike in every field to one on the other side
+    only, is the same object under another name: one difference, with the fix."""
+    gone = {d.object for d in found if d.field == "exists" and d.postgres}
+    new = {d.object for d in found if d.field == "exists" and d.sqlite}
+    merged: list[Difference] = []
+    for obj in sorted(gone):
+        kind, _, name = obj.partition(" ")
+        if kind not in ("index", "trigger"):
+            continue
+        same = sorted(
+            other for other in new
+            if other.partition(" ")[0] == kind
+            and {f: v[0] for f, v in right[other].items()} == {
+                f: v[0] for f, v in left[obj].items()}
+        )
+        if not same:
+            continue
+        other = same[0]
+        new.discard(other)
+        twin = other.partition(" ")[2]
+        merged.append(Difference(
+            obj, "name", name, twin,
+            f"only the name differs: name the {kind} `{name}` on the sqlite side, or "
+            f"`{twin}` on the postgres side",
+        ))
+        found = [d for d in found if d.object not in (obj, other)]
+    return found + merged
 
 
 def differences(
@@ -138,12 +227,12 @@ def differences(
 ) -> list[Difference]:
     """Every difference between a PostgreSQL schema and a SQLite schema, sorted.
 
-    `normalizer` lets PostgreSQL print SQLite's CHECK bodies and predicates its own way (see
-    catalog.postgres.ExpressionNormalizer); without one, expressions are compared after light
-    normalisation only."""
+    `normalizer` lets PostgreSQL print SQLite's CHECK bodies, predicates, index expressions and
+    trigger WHEN conditions its own way (see catalog.postgres.ExpressionNormalizer); without
+    one, expressions are compared after light normalisation only. A name difference, and a
+    difference in where an index key's NULLs sit, carry a hint saying how to agree."""
     declared = declared or Declared()
-    left = _facts(postgres, "postgres", normalizer)
-    right = _facts(sqlite, "sqlite", normalizer)
+    left, right, named = _all_facts(postgres, sqlite, normalizer)
     found: list[Difference] = []
     for obj in sorted(set(left) | set(right)):
         on_pg, on_lite = obj in left, obj in right
@@ -167,7 +256,17 @@ def differences(
                     found.append(Difference(obj, f"{field} (declared equivalent)", a[1], b[1]))
                 continue
             if a[0] != b[0]:
-                found.append(Difference(obj, field, a[1], b[1]))
+                hint = None
+                if field == "name" and obj in named:
+                    only = all(
+                        other == "name" or left[obj][other][0] == right[obj][other][0]
+                        for other in set(left[obj]) & set(right[obj])
+                    )
+                    hint = named[obj].hint(("postgres", "sqlite"), only)
+                elif field == "nulls":
+                    hint = _nulls_hint(left[obj], right[obj])
+                found.append(Difference(obj, field, a[1], b[1], hint))
+    found = _renamed(found, left, right)
     for obj in sorted(
         set(declared.postgres_only) | set(declared.sqlite_only) - set(left) - set(right)
     ):
@@ -186,8 +285,7 @@ def differences(
 def drift(expected: Schema, actual: Schema) -> list[Difference]:
     """Differences between two schemas of the same dialect (what the folder builds, and a live
     database); `postgres` holds the expected value and `sqlite` the actual one."""
-    left = _facts(expected, expected.dialect, None)
-    right = _facts(actual, actual.dialect, None)
+    left, right, named = _all_facts(expected, actual, None)
     found = []
     for obj in sorted(set(left) | set(right)):
         if obj not in left or obj not in right:
@@ -196,7 +294,12 @@ def drift(expected: Schema, actual: Schema) -> list[Difference]:
         for field in sorted(set(left[obj]) | set(right[obj])):
             a, b = left[obj].get(field, (None, None)), right[obj].get(field, (None, None))
             if a[1] != b[1]:
-                found.append(Difference(obj, field, a[1], b[1]))
+                hint = None
+                if field == "name" and obj in named:
+                    only = all(other == "name" or left[obj][other][1] == right[obj][other][1]
+                               for other in set(left[obj]) & set(right[obj]))
+                    hint = named[obj].hint(("expected", "actual"), only)
+                found.append(Difference(obj, field, a[1], b[1], hint))
     for name in sorted(set(expected.functions) & set(actual.functions)):
         if expected.functions[name].body != actual.functions[name].body:
             found.append(Difference(f"function {name}", "body", "(as migrated)", "(changed)"))

@@ -33,6 +33,9 @@ class Unique:
 class Check:
     name: str | None
     expression: str
+    # PostgreSQL: the columns the expression reads (pg_constraint.conkey), from which it names
+    # an unnamed CHECK; SQLite does not record them.
+    columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, order=True)
@@ -63,6 +66,11 @@ class Index:
     unique: bool
     predicate: str | None  # partial index WHERE clause
     method: str  # "btree", "gin", ...
+    # One entry per key, for methods that keep an order (btree); empty otherwise. nulls_first
+    # is where NULLs actually sit, whether written or the dialect's default for the direction.
+    descending: tuple[bool, ...] = ()
+    nulls_first: tuple[bool, ...] = ()
+    collations: tuple[str | None, ...] = ()  # as the catalog names them; None: not collatable
 
 
 @dataclass(frozen=True, order=True)
@@ -73,6 +81,8 @@ class Trigger:
     events: tuple[str, ...]  # sorted: "DELETE", "INSERT", "TRUNCATE", "UPDATE"
     level: str  # "ROW" or "STATEMENT"
     function: str | None  # PostgreSQL: the trigger function; SQLite: None (body inline)
+    when: str | None = None  # the WHEN condition, as the catalog prints it
+    columns: tuple[str, ...] = ()  # UPDATE OF these columns, sorted
 
 
 @dataclass(frozen=True, order=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -61,7 +62,11 @@ ORDER BY c.relname, k.conname
 _INDEXES = """
 SELECT i.relname, t.relname, x.indisunique, am.amname, pg_get_expr(x.indpred, x.indrelid),
        ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, true)
-             FROM generate_series(1, x.indnkeyatts) k ORDER BY k)
+             FROM generate_series(1, x.indnkeyatts) k ORDER BY k),
+       pg_indexam_has_property(am.oid, 'can_order'),
+       ARRAY(SELECT x.indoption[k - 1] FROM generate_series(1, x.indnkeyatts) k ORDER BY k),
+       ARRAY(SELECT co.collname FROM generate_series(1, x.indnkeyatts) k
+             LEFT JOIN pg_collation co ON co.oid = x.indcollation[k - 1] ORDER BY k)
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_class t ON t.oid = x.indrelid
@@ -73,7 +78,9 @@ ORDER BY i.relname
 """
 
 _TRIGGERS = """
-SELECT g.tgname, c.relname, g.tgtype, p.proname
+SELECT g.tgname, c.relname, g.tgtype, p.proname, pg_get_triggerdef(g.oid, true),
+       ARRAY(SELECT a.attname FROM unnest(g.tgattr::int2[]) u(n)
+             JOIN pg_attribute a ON a.attrelid = g.tgrelid AND a.attnum = u.n ORDER BY a.attname)
 FROM pg_trigger g
 JOIN pg_class c ON c.oid = g.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -149,7 +156,7 @@ def introspect(conn: psycopg.Connection[Any], schema: str = "public") -> Schema:
         elif kind == "u":
             uniques[table].append(Unique(name, tuple(keys)))
         elif kind == "c":
-            checks[table].append(Check(name, strip_not_valid(definition)))
+            checks[table].append(Check(name, strip_not_valid(definition), tuple(keys)))
         else:
             fks[table].append(
                 ForeignKey(
@@ -167,13 +174,21 @@ def introspect(conn: psycopg.Connection[Any], schema: str = "public") -> Schema:
             checks=tuple(sorted(checks[table], key=lambda c: (c.name or "", c.expression))),
             foreign_keys=tuple(sorted(fks[table], key=lambda f: (f.name or "", f.columns))),
         )
-    for name, table, unique, method, predicate, keys in indexes:
+    for name, table, unique, method, predicate, keys, ordered, options, collations in indexes:
         if table in IGNORED_TABLES:
             continue
-        result.indexes[name] = Index(name, table, tuple(keys), bool(unique), predicate, method)
-    for name, table, tgtype, function in triggers:
+        result.indexes[name] = Index(
+            name, table, tuple(keys), bool(unique), predicate, method,
+            descending=tuple(bool(o & _DESC) for o in options) if ordered else (),
+            nulls_first=tuple(bool(o & _NULLS_FIRST) for o in options) if ordered else (),
+            collations=tuple(collations),
+        )
+    for name, table, tgtype, function, definition, columns in triggers:
         timing, events, level = _timing_and_events(tgtype)
-        result.triggers[name] = Trigger(name, table, timing, events, level, function)
+        result.triggers[name] = Trigger(
+            name, table, timing, events, level, function, trigger_when(definition),
+            tuple(columns),
+        )
     for name, language, body in functions:
         result.functions[name] = Function(name, language, body.strip())
     return result
@@ -181,6 +196,34 @@ def introspect(conn: psycopg.Connection[Any], schema: str = "public") -> Schema:
 
 def strip_not_valid(definition: str) -> str:
     return definition.removesuffix(" NOT VALID")
+
+
+# pg_index.indoption bits (INDOPTION_DESC, INDOPTION_NULLS_FIRST): set for where the key
+# actually sorts, so `x DESC` and `x DESC NULLS FIRST` read alike.
+_DESC = 1
+_NULLS_FIRST = 2
+
+_FOR_EACH = re.compile(r" FOR EACH (?:ROW|STATEMENT) WHEN \(")
+
+
+def trigger_when(definition: str) -> str | None:
+    """The WHEN condition of a pg_get_triggerdef text, without its parentheses. pg_trigger keeps
+    it as a node tree over OLD and NEW that pg_get_expr cannot print, so it is cut from there."""
+    match = _FOR_EACH.search(definition)
+    if match is None:
+        return None
+    depth, quote = 1, ""
+    for i in range(match.end(), len(definition)):
+        ch = definition[i]
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "()":
+            depth += 1 if ch == "(" else -1
+            if depth == 0:
+                return definition[match.end() : i]
+    return None
 
 
 class ExpressionNormalizer:
@@ -245,6 +288,32 @@ class ExpressionNormalizer:
 
     def index_column(self, table: str, expression: str) -> str | None:
         return self._index_part(table, f"(({expression}))", "col")
+
+    def trigger_when(
+        self, table: str, timing: str, events: tuple[str, ...], expression: str
+    ) -> str | None:
+        """A SQLite trigger's WHEN condition as pg_get_triggerdef prints it, from a trigger on
+        the same events of the copy (OLD and NEW mean what they mean there)."""
+        copy = self._copy_of(table)
+        if copy is None:
+            return None
+        on = " OR ".join(e for e in events if e != "TRUNCATE") or "UPDATE"
+        when = timing if timing in ("BEFORE", "AFTER") else "AFTER"
+        try:
+            with self.conn.transaction(force_rollback=True):
+                # Any trigger function will do: the trigger never fires.
+                self.conn.execute(
+                    f'CREATE TRIGGER evstore_norm_tg {when} {on} ON "{copy}" FOR EACH ROW '
+                    f"WHEN ({expression}) EXECUTE FUNCTION suppress_redundant_updates_trigger()"
+                )
+                row = self.conn.execute(
+                    "SELECT pg_get_triggerdef(oid, true) FROM pg_trigger "
+                    "WHERE tgname = 'evstore_norm_tg' AND tgrelid = %s::regclass",
+                    (f'"{copy}"',),
+                ).fetchone()
+        except psycopg.Error:
+            return None
+        return trigger_when(str(row[0])) if row else None
 
     def _index_part(self, table: str, clause: str, part: str) -> str | None:
         copy = self._copy_of(table)

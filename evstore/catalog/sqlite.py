@@ -104,20 +104,37 @@ class _ParsedTable:
 
 
 _CONSTRAINT_WORDS = {"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"}
+_KINDS = {"PRIMARY": "p", "UNIQUE": "u", "FOREIGN": "f", "REFERENCES": "f"}
+
+
+def _key_columns(toks: list[Token], open_index: int) -> tuple[tuple[str, ...], int]:
+    """The column names of `(a COLLATE NOCASE, b DESC)` at open_index, and the index after."""
+    close = _closing(toks, open_index)
+    parts = _split_commas(toks[open_index + 1 : close])
+    return tuple(unquote(part[0].text) for part in parts), close + 1
+
+
+def _skip_references(toks: list[Token], i: int) -> int:
+    """The index after `REFERENCES parent [(columns)]` at i; the actions that follow hold no
+    constraint words."""
+    i += 2
+    if i < len(toks) and toks[i].text == "(":
+        i = _closing(toks, i) + 1
+    return i
 
 
 def _parse_table(sql: str) -> _ParsedTable:
     checks: list[Check] = []
     names: dict[tuple[str, tuple[str, ...]], str] = {}
     autoincrement = False
-    for text, toks in _table_body_items(sql):
+    for _text, toks in _table_body_items(sql):
         is_column = toks[0].upper not in _CONSTRAINT_WORDS
         column = unquote(toks[0].text) if is_column else None
         pending_name: str | None = None
         i = 1 if is_column else 0
         while i < len(toks):
             word = toks[i].upper
-            if word == "CONSTRAINT":
+            if word == "CONSTRAINT" and i + 1 < len(toks):
                 pending_name = unquote(toks[i + 1].text)
                 i += 2
                 continue
@@ -127,27 +144,25 @@ def _parse_table(sql: str) -> _ParsedTable:
                 checks.append(Check(pending_name, expr))
                 pending_name, i = None, close + 1
                 continue
-            if word in ("PRIMARY", "UNIQUE", "FOREIGN"):
-                kind = {"PRIMARY": "p", "UNIQUE": "u", "FOREIGN": "f"}[word]
+            if word in _KINDS and (word != "REFERENCES" or column):
                 j = i + 1 + (1 if word in ("PRIMARY", "FOREIGN") else 0)  # skip KEY
-                if j < len(toks) and toks[j].text == "(":
-                    close = _closing(toks, j)
-                    cols = tuple(
-                        unquote(t.text) for t in toks[j + 1 : close]
-                        if t.text != "," and t.upper not in ("ASC", "DESC", "AUTOINCREMENT")
-                    )
-                    i = close + 1
+                if word != "REFERENCES" and j < len(toks) and toks[j].text == "(":
+                    cols, i = _key_columns(toks, j)
                 else:
-                    cols = (column,) if column else ()
-                    i = j
+                    cols, i = ((column,) if column else ()), j
+                if word == "REFERENCES":
+                    i = _skip_references(toks, i - 1)
+                elif word == "FOREIGN" and i < len(toks) and toks[i].upper == "REFERENCES":
+                    i = _skip_references(toks, i)
                 if pending_name:
-                    names[(kind, cols)] = pending_name
+                    names[(_KINDS[word], cols)] = pending_name
                 pending_name = None
                 continue
             if word == "AUTOINCREMENT":
                 autoincrement = True
+            # A name before NOT NULL, DEFAULT or COLLATE names nothing parity compares.
+            pending_name = None
             i += 1
-        del text
     return _ParsedTable(checks, names, autoincrement)
 
 
@@ -173,17 +188,63 @@ def _index_expressions(sql: str) -> list[str]:
     for part in _split_commas(toks[start + 1 : end]):
         while part and part[-1].upper in ("ASC", "DESC"):
             part = part[:-1]
+        if len(part) > 2 and part[-2].upper == "COLLATE":
+            part = part[:-2]
         out.append(sql[part[0].start : part[-1].end])
     return out
 
 
-def _trigger_shape(sql: str) -> tuple[str, tuple[str, ...], str]:
-    toks = [t.upper for t in tokens(sql)]
-    on = toks.index("ON")
-    head = toks[:on]
+@dataclass(frozen=True)
+class _TriggerShape:
+    timing: str
+    events: tuple[str, ...]
+    columns: tuple[str, ...]  # UPDATE OF
+    when: str | None
+
+
+def _trigger_shape(sql: str) -> _TriggerShape:
+    toks = tokens(sql)
+    upper = [t.upper for t in toks]
+    on = upper.index("ON")
+    head = upper[:on]
     timing = "INSTEAD OF" if "INSTEAD" in head else ("AFTER" if "AFTER" in head else "BEFORE")
     events = tuple(sorted(e for e in ("INSERT", "UPDATE", "DELETE") if e in head))
-    return timing, events, "ROW"
+    columns: tuple[str, ...] = ()
+    of = head.index("UPDATE") + 1 if "UPDATE" in head else on
+    if of < on and head[of] == "OF":
+        columns = tuple(sorted(unquote(p[0].text) for p in _split_commas(toks[of + 1 : on])))
+    i = on + (4 if on + 2 < len(toks) and toks[on + 2].text == "." else 2)  # [schema.]table
+    if upper[i : i + 3] == ["FOR", "EACH", "ROW"]:
+        i += 3
+    when = None
+    if i < len(upper) and upper[i] == "WHEN":
+        begin = next(k for k in range(i + 1, len(upper)) if upper[k] == "BEGIN")
+        when = sql[toks[i + 1].start : toks[begin - 1].end]
+    return _TriggerShape(timing, events, columns, when)
+
+
+_IS_OPERANDS = {"NULL", "TRUE", "FALSE", "DISTINCT", "NOT"}
+
+
+def pg_spelling(expression: str) -> str:
+    """SQLite's NULL-safe comparisons `a IS b` and `a IS NOT b` spelled as PostgreSQL spells
+    them (IS NOT DISTINCT FROM, IS DISTINCT FROM), so that PostgreSQL's parser can print them;
+    IS [NOT] NULL, TRUE and FALSE are left alone."""
+    toks = tokens(expression)
+    out, last = [], 0
+    for i, t in enumerate(toks[:-1]):
+        following = toks[i + 1]
+        if t.upper != "IS":
+            continue
+        if following.upper == "NOT" and i + 2 < len(toks) and (
+            toks[i + 2].upper not in _IS_OPERANDS
+        ):
+            out += [expression[last : t.start], "IS DISTINCT FROM"]
+            last = following.end
+        elif following.upper not in _IS_OPERANDS:
+            out += [expression[last : t.start], "IS NOT DISTINCT FROM"]
+            last = t.end
+    return "".join([*out, expression[last:]])
 
 
 def introspect(conn: sqlite3.Connection) -> Schema:
@@ -201,8 +262,10 @@ def introspect(conn: sqlite3.Connection) -> Schema:
         elif kind == "index":
             result.indexes[name] = _index(conn, name, table, sql)
         elif kind == "trigger":
-            timing, events, level = _trigger_shape(sql)
-            result.triggers[name] = Trigger(name, table, timing, events, level, None)
+            shape = _trigger_shape(sql)
+            result.triggers[name] = Trigger(
+                name, table, shape.timing, shape.events, "ROW", None, shape.when, shape.columns
+            )
     return result
 
 
@@ -290,11 +353,17 @@ def _index(conn: sqlite3.Connection, name: str, table: str, sql: str) -> Index:
     }
     unique, _partial = listed.get(name, (False, False))
     key_rows = conn.execute(
-        f"SELECT seqno, cid, name FROM pragma_index_xinfo({_q(name)}) WHERE key = 1 "
-        "ORDER BY seqno"
+        f"SELECT seqno, cid, name, \"desc\", coll FROM pragma_index_xinfo({_q(name)}) "
+        "WHERE key = 1 ORDER BY seqno"
     ).fetchall()
     expressions = _index_expressions(sql)
     columns = tuple(
         str(r[2]) if r[1] >= 0 else expressions[r[0]] for r in key_rows
     )
-    return Index(name, table, columns, unique, _index_predicate(sql), "btree")
+    descending = tuple(bool(r[3]) for r in key_rows)
+    return Index(
+        name, table, columns, unique, _index_predicate(sql), "btree",
+        descending=descending,
+        nulls_first=tuple(not d for d in descending),  # NULL is SQLite's smallest value
+        collations=tuple(str(r[4]).upper() for r in key_rows),
+    )
