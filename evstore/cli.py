@@ -28,7 +28,13 @@ from typing import Any
 
 import evstore
 from evstore import errors
-from evstore.migrations import Migrator, default_dir, read_folder, shipped_sql_dir
+from evstore.migrations import (
+    LEGACY_CHECKSUM_TABLE,
+    Migrator,
+    default_dir,
+    read_folder,
+    shipped_sql_dir,
+)
 from evstore.urls import DatabaseURL, parse_url, scrub
 
 DEFAULT_DATABASE = "sqlite:///evstore.db"
@@ -215,7 +221,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         if args.dry_run:
             _print_plan(url, "rollback", targets, args.json)
             return EXIT_OK
-        risky = [d for d in migrator.drops(targets) if d.table == "event_store" or d.has_rows]
+        # 0008's checksum table is exempt: its rows are a copy of _yoyo_evstore_checksum.
+        risky = [d for d in migrator.drops(targets) if d.table == "event_store"
+                 or (d.has_rows and d.table != LEGACY_CHECKSUM_TABLE)]
         if risky and not args.yes:
             what = ", ".join(
                 f"{d.table} ({'holds rows' if d.has_rows else 'the event log'}, dropped by "

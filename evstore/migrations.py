@@ -301,6 +301,7 @@ class Migrator:
         self.migrations = read_folder(self.folder)
         self._sqlite_connection = sqlite_connection
         self._backend: Any = None
+        self._ballast: Path | None = None
 
     @property
     def backend(self) -> Any:
@@ -513,41 +514,96 @@ class Migrator:
     @contextmanager
     def _locked(self, timeout: float) -> Iterator[None]:
         # yoyo's own lock() cannot report a failed release; its two halves are used directly.
-        backend = self.backend
+        with self._space_reserved():
+            backend = self.backend
+            try:
+                backend._insert_lock_row(os.getpid(), timeout)
+            except yoyo.exceptions.LockTimeout as e:
+                raise MigrationLocked(self._lock_message(self.lock_holder())) from e
+            except backend.DatabaseError as e:
+                # yoyo ignores a failure to create its lock table; a full disk then shows
+                # here as "no such table: yoyo_lock".
+                raise MigrationError(
+                    f"cannot take the migration lock of {self.url.redacted}: "
+                    f"{self._cause(e)}; nothing was changed. Check that the disk has free "
+                    "space and the database is writable"
+                ) from e
+            backend._is_locked = True
+            try:
+                yield
+            except backend.DatabaseError as e:
+                # yoyo's bookkeeping (outside a migration's own statements) failed.
+                raise MigrationError(
+                    f"migrating {self.url.redacted} stopped: {self._cause(e)}. yoyo applies "
+                    "and records a migration in two steps, so check `evstore status` and "
+                    "`evstore drift` before running the command again"
+                ) from e
+            finally:
+                backend._is_locked = False
+                self._release(backend)
+
+    # On a full disk SQLite cannot even delete the lock row: the delete needs new WAL frames,
+    # and a checkpoint needs the database file to grow. So a SQLite run keeps a small ballast
+    # file beside the database while it holds the lock, and deletes it to make room for the
+    # release if the first try fails.
+    BALLAST_BYTES = 64 * 1024
+
+    @contextmanager
+    def _space_reserved(self) -> Iterator[None]:
+        if self.url.dialect != "sqlite" or self.url.is_memory:
+            yield
+            return
+        assert self.url.sqlite_path is not None
+        self._ballast = Path(self.url.sqlite_path + "-evstore-ballast")
         try:
-            backend._insert_lock_row(os.getpid(), timeout)
-        except yoyo.exceptions.LockTimeout as e:
-            raise MigrationLocked(self._lock_message(self.lock_holder())) from e
-        except backend.DatabaseError as e:
+            with open(self._ballast, "wb") as f:
+                f.write(bytes(self.BALLAST_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            self._ballast.unlink(missing_ok=True)
             raise MigrationError(
-                f"cannot take the migration lock of {self.url.redacted}: "
-                f"{self.url.scrub(_first_line(e))}; nothing was changed"
+                f"cannot write beside {self.url.sqlite_path!r} ({e.strerror}); nothing was "
+                "changed. Free space on its disk (or fix its folder's permissions) and run the "
+                "command again"
             ) from e
-        backend._is_locked = True
         try:
             yield
         finally:
-            backend._is_locked = False
-            self._release(backend)
+            self._ballast.unlink(missing_ok=True)
 
     def _release(self, backend: Any) -> None:
-        """Delete our lock row. On a full disk the first try can fail; yoyo's connection is
-        then rolled back (which frees the failed transaction's pages) and it is tried again."""
+        """Delete our lock row; on failure, drop the ballast and try again.
+
+        A failed step can leave yoyo believing a transaction is open, and its next
+        transaction() would then be a savepoint that is never committed: the connection is
+        rolled back and yoyo's flag reset first."""
         for attempt in (1, 2):
+            try:
+                backend.connection.rollback()
+            except backend.DatabaseError:
+                pass
+            backend._in_transaction = False
             try:
                 backend._delete_lock_row(os.getpid())
                 return
             except backend.DatabaseError as e:
-                try:
-                    backend.connection.rollback()
-                except backend.DatabaseError:
-                    pass
+                if self._ballast is not None:
+                    self._ballast.unlink(missing_ok=True)
                 if attempt == 2:
                     raise MigrationError(
                         f"could not remove the migration lock of {self.url.redacted}: "
-                        f"{self.url.scrub(_first_line(e))}. Fix the cause (a full disk?), then "
-                        "run `evstore migrate --break-lock`"
+                        f"{self._cause(e)}. Fix the cause, then run "
+                        "`evstore migrate --break-lock`"
                     ) from e
+
+    def _cause(self, error: BaseException) -> str:
+        text = self.url.scrub(_first_line(error))
+        if "full" in text.lower() or "No space" in text:
+            where = (f"the disk holding {self.url.sqlite_path!r}" if self.url.sqlite_path
+                     else "the server's disk")
+            text += f" (free space on {where})"
+        return text
 
     def break_lock(self) -> None:
         self.backend.break_lock()
@@ -662,8 +718,7 @@ class Migrator:
                     self.backend.rollback_one(migration)
             except self.backend.DatabaseError as e:
                 raise MigrationFailed(
-                    f"{migration.id} ({direction})", recorder.last,
-                    self.url.scrub(_first_line(e)),
+                    f"{migration.id} ({direction})", recorder.last, self._cause(e)
                 ) from e
         if direction == "apply":
             self._record_checksums(self._recorded_locked())

@@ -128,7 +128,8 @@ def open_connection(url: DatabaseURL) -> psycopg.Connection[Any]:
         )
     except psycopg.Error as e:
         raise ConnectionFailed(
-            f"cannot connect to {url.redacted}: {_first_line(e)}; check that the server is "
+            f"cannot connect to {url.redacted}: {url.scrub(_first_line(e))}; check that the "
+            "server is "
             "running, and the host, port, database name and credentials in the URL"
         ) from e
     # jsonb arrives decoded by the C JSON scanner directly, about twice as fast as json.loads.
