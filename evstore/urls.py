@@ -57,15 +57,20 @@ def secrets_of(text: str | None) -> set[str]:
     if not text:
         return found
     rest = text.split("://", 1)[1] if "://" in text else ""
-    for at in (i for i, c in enumerate(rest) if c == "@"):
+    ats = [i for i, c in enumerate(rest) if c == "@"]
+    for at in ats:
         userinfo = rest[:at]
         if ":" in userinfo:
-            found.add(userinfo.split(":", 1)[1])
+            candidate = userinfo.split(":", 1)[1]
+            # The last '@' gives the password evstore uses; shorter readings of the other
+            # '@'s are kept only when long enough not to blank out every "p" of a message.
+            if at == ats[-1] or len(candidate) >= 4:
+                found.add(candidate)
     for m in _PASSWORD_SETTING.finditer(text):
         value = m.group(2)
         found.add(value)
         if len(value) >= 2 and value[0] in "'\"" and value[-1] == value[0]:
-            found.add(re.sub(r"\\(.)", r"\1", value[1:-1]))
+            found |= {value[1:-1], re.sub(r"\\(.)", r"\1", value[1:-1])}
     for value in list(found):
         found |= {unquote(value), unquote_plus(value), quote(value, safe=""), quote(value)}
     found.discard("")
