@@ -96,7 +96,7 @@ def check_names(folder: Path) -> None:
         and not MIGRATION_NAME.fullmatch(p.name)
     )
     if odd:
-        shown = ", ".join(ascii(name) for name in odd)
+        shown = ", ".join(f"'{name}'" for name in odd)  # the printer escapes controls
         raise BadMigrationName(
             f"{folder} holds file(s) not named like a migration: {shown}. evstore reads only "
             "NNNN_name.sql and NNNN_name.rollback.sql (ASCII letters, digits and _, lower-case "
