@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -188,7 +189,8 @@ def test_grant_gives_exactly_what_the_store_needs(pg_url: str) -> None:
         assert "UPDATE" not in next(line for line in printed.stdout.splitlines()
                                 if "event_store\"" in line and "TABLE" in line)
         assert run("grant", "--role", role, "--database", pg_url, "--apply").returncode == 0
-        app_url = pg_url.replace("postgres@", f"{role}@", 1)
+        parts = urlsplit(pg_url)  # the same server as the role, without the admin's password
+        app_url = urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
         with evstore.connect(app_url) as app:
             app.append("s", [evstore.NewEvent("T", {})])
             app.save_checkpoint("p", 1)
