@@ -177,7 +177,7 @@ def test_drift_on_postgres(pg_url: str, capsys: pytest.CaptureFixture[str]) -> N
 
 @pytest.mark.postgres
 def test_grant_gives_exactly_what_the_store_needs(pg_url: str) -> None:
-    role = "evstore_app_" + pg_url.rsplit("_", 1)[-1]
+    role = "evstore_app_" + urlsplit(pg_url).path.rsplit("_", 1)[-1]
     admin = parse_url(pg_url)
     with psycopg.connect(admin.conninfo or "", autocommit=True) as conn:
         conn.execute(f'CREATE ROLE "{role}" LOGIN')

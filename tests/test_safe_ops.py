@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from urllib.parse import quote, urlencode, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -406,7 +406,7 @@ def test_grant_refuses_public_pg_roles_superusers_and_itself(pg_url: str) -> Non
         store.migrate()
         me = store.execute("SELECT current_user")[0][0]
     admin = parse_url(pg_url).conninfo or ""
-    superuser = "evstore_super_" + pg_url.rsplit("_", 1)[-1]
+    superuser = "evstore_super_" + urlsplit(pg_url).path.rsplit("_", 1)[-1]
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE ROLE "{superuser}" SUPERUSER')
     try:
