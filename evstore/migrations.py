@@ -626,6 +626,11 @@ class Migrator:
                                      frozenset({LEGACY_CHECKSUM_TABLE} & tables)).checksums)
         by_id = {m.id: m for m in self.migrations}
         with backend.transaction():
+            # Rows of migrations no longer applied (rolled back by plain `yoyo rollback`).
+            for table, rows in ((CHECKSUM_TABLE, own), (LEGACY_CHECKSUM_TABLE, legacy)):
+                for mid in set(rows) - set(recorded.applied):
+                    backend.execute(f"DELETE FROM {table} WHERE migration_id = :id",
+                                    {"id": mid})
             for mid in recorded.applied:
                 if mid not in by_id:
                     continue
