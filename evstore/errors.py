@@ -122,3 +122,40 @@ class AppendLockTimeout(DatabaseError):
 
 class SnapshotError(EvstoreError, ValueError):
     """A snapshot was refused."""
+
+
+class MigrationFileMissing(MigrationError):
+    """Applied migrations have no file in the folder any more."""
+
+    def __init__(self, migration_ids: Sequence[str], folder: str, where: str) -> None:
+        self.migration_ids = list(migration_ids)
+        super().__init__(
+            f"migration(s) applied to {where} have no file in {folder}: "
+            f"{', '.join(self.migration_ids)}. Nothing was changed. Restore the files from "
+            "version control (applied migrations are history), or point --pg-dir / "
+            "--sqlite-dir at the folder this database was migrated from."
+        )
+
+
+class RollbackFileMissing(MigrationError):
+    """A migration to roll back has no .rollback.sql file."""
+
+    def __init__(self, migration_ids: Sequence[str], folder: str) -> None:
+        self.migration_ids = list(migration_ids)
+        super().__init__(
+            f"cannot roll back {', '.join(self.migration_ids)}: no .rollback.sql file in "
+            f"{folder}, so yoyo would mark them rolled back while their objects stay. Nothing "
+            "was changed. Add the rollback file(s) that undo them, or roll back fewer."
+        )
+
+
+class BadMigrationName(MigrationError):
+    """A file in a migrations folder is not named like a migration."""
+
+
+class ConfirmationRequired(EvstoreError):
+    """A destructive operation needs an explicit yes; nothing was changed."""
+
+
+class RefusedRole(InvalidInput):
+    """evstore will not grant the event store's privileges to this role."""

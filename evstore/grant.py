@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg
 from psycopg import sql
+
+from evstore.errors import RefusedRole
 
 # What readers, projections, checkpoints and snapshots need; nothing more. The log and the
 # stream heads are read-only to the role: it appends only through evstore_append() (migration
@@ -42,3 +47,33 @@ def statements(role: str, schema: str = "public") -> list[sql.Composed]:
             )
         )
     return out
+
+
+def check_role(conn: psycopg.Connection[Any], role: str) -> None:
+    """Refuse roles that must not receive the application's grants: PUBLIC (every role),
+    the predefined pg_* roles, a superuser (who needs no grants and should not be the
+    application's login), and the role running the grant (it owns the tables already)."""
+    if not role.strip():
+        raise RefusedRole("--role is empty; name the application's login role")
+    if role.strip().lower() == "public":
+        raise RefusedRole(
+            f"will not grant to {role!r}: PUBLIC is every role on the server; create a role "
+            "for the application (CREATE ROLE app LOGIN) and grant to it"
+        )
+    if role.lower().startswith("pg_"):
+        raise RefusedRole(
+            f"will not grant to {role!r}: pg_* roles are PostgreSQL's predefined roles; "
+            "create a role for the application and grant to it"
+        )
+    row = conn.execute("SELECT current_user").fetchone()
+    if row is not None and row[0] == role:
+        raise RefusedRole(
+            f"will not grant to {role!r}: it is the role running this grant (the owner of the "
+            "tables); grant to a separate application role"
+        )
+    row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    if row is not None and row[0]:
+        raise RefusedRole(
+            f"will not grant to {role!r}: it is a superuser, which bypasses every privilege; "
+            "run the application as an ordinary role and grant to that"
+        )

@@ -151,7 +151,8 @@ def open_connection(url: DatabaseURL, schema: str | None = None) -> psycopg.Conn
         conn = psycopg.connect(url.conninfo, **connect_args(url, schema))
     except psycopg.Error as e:
         raise ConnectionFailed(
-            f"cannot connect to {url.redacted}: {_first_line(e)}; check that the server is "
+            f"cannot connect to {url.redacted}: {url.scrub(_first_line(e))}; check that the "
+            "server is "
             "running, and the host, port, database name and credentials in the URL"
         ) from e
     _configure(conn)

@@ -48,7 +48,9 @@ def test_main_job_on_the_embedded_default(tmp_path: Path) -> None:
     assert tailed.returncode == 0 and "Placed" in tailed.stdout
     status = run("status", "--json", cwd=tmp_path)
     assert all(s["applied"] for s in json.loads(status.stdout))
-    assert run("rollback", "--to", "base", cwd=tmp_path).returncode == 0
+    # Dropping event_store needs an explicit yes away from a terminal (see test_safe_ops.py).
+    assert run("rollback", "--to", "base", cwd=tmp_path).returncode == 2
+    assert run("rollback", "--to", "base", "--yes", cwd=tmp_path).returncode == 0
 
 
 @pytest.mark.parametrize("url, code, fragment", [

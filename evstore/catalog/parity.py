@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import tempfile
 import uuid
@@ -65,23 +66,56 @@ def _connect_pg(url: DatabaseURL) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(url.conninfo, autocommit=True, connect_timeout=10)
     except psycopg.Error as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConnectionFailed(
-            f"cannot connect to PostgreSQL at {url.redacted}: "
-            f"{str(e).strip().splitlines()[0]}; check that the server is running and the URL"
+            f"cannot connect to PostgreSQL at {url.redacted}: {url.scrub(first)}; check that "
+            "the server is running and the URL"
         ) from e
+
+
+# The names of the scratch databases parity and drift create; `parity --cleanup` drops exactly
+# these, so nothing else on the server can match by accident.
+SCRATCH_PREFIXES = ("evstore_parity", "evstore_drift")
+SCRATCH_NAME = re.compile(r"evstore_(parity|drift)_[0-9a-f]{12}")
 
 
 @contextlib.contextmanager
 def scratch_postgres(server: DatabaseURL, prefix: str = "evstore_scratch") -> Iterator[DatabaseURL]:
-    """A database created on the server for one comparison, dropped afterwards."""
+    """A database created on the server for one comparison, dropped afterwards, also when
+    the run is interrupted (Ctrl-C, or SIGTERM through the command line's handler)."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with _connect_pg(server) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
     try:
+        # Inside the try: an interrupt right after CREATE must still drop it.
+        with _connect_pg(server) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
         yield server.with_database(name)
     finally:
         with _connect_pg(server) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def cleanup_scratch(postgres_url: str | None) -> tuple[list[str], list[str]]:
+    """Drop the scratch databases that killed parity or drift runs left on the server.
+
+    Returns (dropped, in use): a database some session is connected to belongs to a run in
+    progress and is kept."""
+    server = _require_postgres(postgres_url, "--postgres")
+    dropped, busy = [], []
+    with _connect_pg(server) as admin:
+        rows = admin.execute(
+            "SELECT d.datname, EXISTS (SELECT 1 FROM pg_stat_activity a "
+            "WHERE a.datname = d.datname AND a.pid <> pg_backend_pid()) "
+            "FROM pg_database d WHERE d.datname LIKE 'evstore\\_%' ORDER BY d.datname"
+        ).fetchall()
+        for name, in_use in rows:
+            if not SCRATCH_NAME.fullmatch(name):
+                continue
+            if in_use:
+                busy.append(name)
+                continue
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            dropped.append(name)
+    return dropped, busy
 
 
 def build_postgres(url: DatabaseURL, folder: Path) -> None:

@@ -24,7 +24,8 @@ from evstore.catalog.model import (
 
 # yoyo's bookkeeping is not part of anyone's schema.
 IGNORED_TABLES = frozenset(
-    {"_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock", "_yoyo_migrations"}
+    {"_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock", "_yoyo_migrations",
+     "_yoyo_evstore_checksum"}
 )
 
 _FK_ACTIONS = {
