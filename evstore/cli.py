@@ -27,7 +27,8 @@ from types import FrameType
 from typing import Any
 
 import evstore
-from evstore import errors
+from evstore import config, errors
+from evstore.config import ProjectConfig
 from evstore.migrations import (
     LEGACY_CHECKSUM_TABLE,
     Migrator,
@@ -59,10 +60,33 @@ class Terminated(BaseException):
     """SIGTERM arrived; raised like KeyboardInterrupt so that cleanup (finally) runs."""
 
 
+def _config(args: argparse.Namespace) -> ProjectConfig:
+    """The project configuration: --config FILE, else evstore.toml or pyproject.toml's
+    [tool.evstore] from the current folder upwards (evstore/config.py)."""
+    cached: ProjectConfig | None = getattr(args, "_project_config", None)
+    if cached is None:
+        given = getattr(args, "config", None)
+        if given:
+            _check_text(given, "--config")
+            cached = config.load_file(_readable_file(given, "--config"))
+        else:
+            cached = config.load()
+        args._project_config = cached
+    return cached
+
+
 def _database(args: argparse.Namespace) -> str:
-    url = str(args.database or os.environ.get("EVSTORE_DATABASE_URL") or DEFAULT_DATABASE)
+    """--database, else $EVSTORE_DATABASE_URL, else the project configuration, else the
+    embedded default."""
+    url = str(getattr(args, "database", None) or os.environ.get("EVSTORE_DATABASE_URL")
+              or _config(args).database or DEFAULT_DATABASE)
     _check_text(url, "the database URL")
     return url
+
+
+def _schema(args: argparse.Namespace) -> str | None:
+    schema = getattr(args, "schema", None) or _config(args).schema
+    return str(schema) if schema else None
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -100,9 +124,48 @@ def _check_text(value: str, what: str) -> None:
         )
 
 
+def _given_folder(args: argparse.Namespace, dialect: str) -> Path | None:
+    given = getattr(args, "pg_dir" if dialect == "postgres" else "sqlite_dir", None)
+    return Path(given) if given else None
+
+
 def _folder(args: argparse.Namespace, dialect: str) -> Path:
-    given = args.pg_dir if dialect == "postgres" else args.sqlite_dir
-    return Path(given) if given else default_dir(dialect)  # type: ignore[arg-type]
+    """The one folder of a dialect that --pg-dir/--sqlite-dir names, else evstore's own."""
+    return _given_folder(args, dialect) or default_dir(dialect)  # type: ignore[arg-type]
+
+
+def _folders(args: argparse.Namespace, dialect: str) -> list[Path]:
+    """What migrate, status, parity and drift run, in order: --pg-dir/--sqlite-dir alone when
+    given; otherwise evstore's own folder, then the application's from the configuration."""
+    given = _given_folder(args, dialect)
+    if given is not None:
+        return [given]
+    app = _config(args).folder(dialect)
+    return [default_dir(dialect), *([app] if app else [])]  # type: ignore[arg-type]
+
+
+def _app_folders(args: argparse.Namespace) -> list[Path]:
+    """The folders `new` and `sum` write to: the application's, never an installed package."""
+    folders = []
+    for dialect, option in (("postgres", "--pg-dir"), ("sqlite", "--sqlite-dir")):
+        folder = _given_folder(args, dialect) or _config(args).folder(dialect)
+        if folder is None:
+            raise UsageError(
+                f"no {dialect} folder of your own to write to; evstore's folders are part of "
+                f"the installed package. Set pg_dir and sqlite_dir under [tool.evstore] in "
+                f"pyproject.toml (or in evstore.toml), or pass {option}"
+            )
+        resolved = folder.resolve()
+        package = Path(evstore.__file__).resolve().parent
+        if "site-packages" in resolved.parts or "dist-packages" in resolved.parts or (
+            resolved == package or package in resolved.parents
+        ):
+            raise UsageError(
+                f"{shown(folder)} is inside an installed package; keep your migrations in "
+                "your project's own folders (pg_dir and sqlite_dir in [tool.evstore])"
+            )
+        folders.append(folder)
+    return folders
 
 
 def _print_json(data: Any) -> None:
@@ -124,7 +187,10 @@ def _open(args: argparse.Namespace, *, must_exist: bool = False) -> evstore.Stor
     url = parse_url(_database(args))
     if must_exist:
         _require_existing(url)
-    return evstore.Store(url, migrations_dir=_folder(args, url.dialect))
+    folders = _folders(args, url.dialect)
+    return evstore.Store(url, migrations_dir=folders[0],
+                         app_migrations_dir=folders[1] if len(folders) > 1 else None,
+                         schema=_schema(args))
 
 
 def _require_tables(store: evstore.Store) -> None:
@@ -135,15 +201,23 @@ def _require_tables(store: evstore.Store) -> None:
     else:
         rows = store.execute("SELECT 1 WHERE to_regclass('event_store') IS NOT NULL")
     if not rows:
+        where = f" in schema {store.schema}" if store.schema else ""
         raise UsageError(
-            f"{store.url.redacted} has no event store tables; run `evstore migrate` on it first"
+            f"{store.url.redacted} has no event store tables{where}; run `evstore migrate` on "
+            "it first (with the same --schema)"
         )
 
 
 def _migrator(args: argparse.Namespace, url: DatabaseURL) -> Migrator:
     """A Migrator for plans and status: reads without writing, creates no file."""
     shared = sqlite3.connect(":memory:") if url.is_memory else None
-    return Migrator(url, _folder(args, url.dialect), sqlite_connection=shared)
+    schema = _schema(args)
+    if schema is not None and url.dialect == "postgres":
+        from evstore.store import check_schema
+
+        check_schema(schema, url.dialect)
+    return Migrator(url, _folders(args, url.dialect), sqlite_connection=shared,
+                    schema=schema if url.dialect == "postgres" else None)
 
 
 def _print_plan(url: DatabaseURL, direction: str, migrations: Sequence[Any],
@@ -222,11 +296,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             _print_plan(url, "rollback", targets, args.json)
             return EXIT_OK
         # 0008's checksum table is exempt: its rows are a copy of _yoyo_evstore_checksum.
-        risky = [d for d in migrator.drops(targets) if d.table == "event_store"
+        risky = [d for d in migrator.drops(targets)
+                 if (d.table == "event_store" and d.column is None)
                  or (d.has_rows and d.table != LEGACY_CHECKSUM_TABLE)]
         if risky and not args.yes:
             what = ", ".join(
-                f"{d.table} ({'holds rows' if d.has_rows else 'the event log'}, dropped by "
+                f"{d.what} ({'holds rows' if d.has_rows else 'the event log'}, dropped by "
                 f"{d.migration_id})" for d in risky)
             question = f"Rolling back {', '.join(ids)} on {url.redacted} drops {what}."
             if not _confirm(question + " Continue?"):
@@ -278,7 +353,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     if not slug:
         raise UsageError(f"migration name {args.name!r} has no letters or digits; "
                          "give a name like add_stream_index")
-    folders = [_folder(args, "postgres"), _folder(args, "sqlite")]
+    folders = _app_folders(args)
     numbers = [0]
     for folder in folders:
         if not folder.is_dir():
@@ -309,8 +384,7 @@ def cmd_sum(args: argparse.Namespace) -> int:
     from evstore import sumfile
 
     written = []
-    for dialect in ("postgres", "sqlite"):
-        folder = _folder(args, dialect)
+    for folder in _app_folders(args):
         if not folder.is_dir():
             raise errors.MigrationsNotFound(f"migrations folder {str(folder)!r} does not exist")
         written.append(str(sumfile.write(folder)))
@@ -325,8 +399,12 @@ def cmd_sum(args: argparse.Namespace) -> int:
 def cmd_lint(args: argparse.Namespace) -> int:
     from evstore.lint import lint
 
-    findings = lint(_folder(args, "postgres"), _folder(args, "sqlite"),
-                    squawk=not args.no_squawk)
+    pg, lite = _folders(args, "postgres"), _folders(args, "sqlite")
+    findings = [f for pair in zip(pg, lite, strict=True)
+                for f in lint(pair[0], pair[1], squawk=not args.no_squawk)]
+    if len(pg) > 1:
+        for folders in (pg, lite):
+            read_folder(folders)  # the union: ids distinct across folders, depends resolvable
     if args.json:
         _print_json([f.to_dict() for f in findings])
     else:
@@ -392,22 +470,24 @@ def cmd_parity(args: argparse.Namespace) -> int:
             if not dropped and not busy:
                 print("no scratch databases left by killed runs")
         return EXIT_OK
-    declared = Path(args.declared) if args.declared else shipped_sql_dir() / "parity.toml"
+    declared: list[Path] = [shipped_sql_dir() / "parity.toml"]
     if args.declared is not None:
-        _readable_file(args.declared, "--declared")
-    if args.declared is None and (args.pg_dir or args.sqlite_dir):
+        declared = [_readable_file(args.declared, "--declared")]
+    elif args.pg_dir or args.sqlite_dir:
         beside = Path(args.pg_dir or args.sqlite_dir).parent / "parity.toml"
-        declared = beside if beside.exists() else None  # type: ignore[assignment]
+        declared = [beside] if beside.exists() else []
+    elif _config(args).declared is not None:
+        declared.append(_readable_file(str(_config(args).declared), "declared"))
     dump = _writable_folder(args.dump, "--dump") if args.dump else None
     if args.live:
         if not args.sqlite:
             raise UsageError("--live needs --sqlite sqlite:///path.db as well as --postgres")
         _check_text(args.sqlite, "--sqlite")
-        report = run_live(postgres, args.sqlite, declared)
+        report = run_live(postgres, args.sqlite, declared, _schema(args))
     else:
-        pg_dir, lite_dir = _folder(args, "postgres"), _folder(args, "sqlite")
-        for folder in (pg_dir, lite_dir):
-            read_folder(folder)  # a missing or unreadable folder is a usage error
+        pg_dir, lite_dir = _folders(args, "postgres"), _folders(args, "sqlite")
+        for folders in (pg_dir, lite_dir):
+            read_folder(folders)  # a missing or unreadable folder is a usage error
         report = run_parity(postgres, pg_dir, lite_dir, declared)
     if dump is not None:
         try:
@@ -425,11 +505,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
     url = parse_url(_database(args))
     _require_existing(url)
-    folder = _folder(args, url.dialect)
-    read_folder(folder)
-    report = run_drift(url, folder)
+    folders = _folders(args, url.dialect)
+    read_folder(folders)
+    report = run_drift(url, folders, _schema(args))
     return _report(report.differences, args.json, "expected", "actual",
-                   f"no drift: {url.redacted} matches {shown(folder)}")
+                   f"no drift: {url.redacted} matches "
+                   f"{', '.join(shown(f) for f in folders)}")
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -440,8 +521,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
         from evstore.catalog import postgres as pg_catalog
         from evstore.postgres import open_connection
 
-        with open_connection(url) as conn:
-            schema = pg_catalog.introspect(conn)
+        with open_connection(url, _schema(args)) as conn:
+            row = conn.execute("SELECT current_schema()").fetchone()
+            schema = pg_catalog.introspect(conn, str(row[0]) if row else "public")
     else:
         from evstore.catalog.parity import introspect_sqlite
 
@@ -462,8 +544,10 @@ def cmd_grant(args: argparse.Namespace) -> int:
         )
     from evstore.postgres import open_connection, translated
 
-    with open_connection(url) as conn:
+    with open_connection(url, _schema(args)) as conn:
         check_role(conn, args.role)
+        row = conn.execute("SELECT current_schema()").fetchone()
+        args.schema = _schema(args) or (str(row[0]) if row and row[0] else "public")
         if args.apply:
             with translated(), conn.transaction():
                 for stmt in statements(args.role, args.schema):
@@ -674,15 +758,27 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--database", metavar="URL",
-                        help="database URL (default: $EVSTORE_DATABASE_URL, else "
-                             f"{DEFAULT_DATABASE})")
-    common.add_argument("--pg-dir", metavar="DIR", help="PostgreSQL migrations folder "
-                        "(default: evstore's own sql/postgres)")
-    common.add_argument("--sqlite-dir", metavar="DIR", help="SQLite migrations folder "
-                        "(default: evstore's own sql/sqlite)")
-    common.add_argument("--json", action="store_true", help="print the result as JSON data")
+    # Option groups: each command takes only the groups that apply to it.
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--database", metavar="URL",
+                    help="database URL (default: $EVSTORE_DATABASE_URL, else the project "
+                         f"configuration's database, else {DEFAULT_DATABASE})")
+    db.add_argument("--schema", metavar="NAME",
+                    help="PostgreSQL schema that holds the store and yoyo's tables (default: "
+                         "the configuration's schema, else the first of the URL's search_path)")
+    folders = argparse.ArgumentParser(add_help=False)
+    folders.add_argument("--pg-dir", metavar="DIR",
+                         help="PostgreSQL migrations folder, used instead of evstore's own and "
+                              "the configured application folder")
+    folders.add_argument("--sqlite-dir", metavar="DIR",
+                         help="SQLite migrations folder, used instead of evstore's own and the "
+                              "configured application folder")
+    cfg = argparse.ArgumentParser(add_help=False)
+    cfg.add_argument("--config", metavar="FILE",
+                     help="project configuration: an evstore.toml, or a pyproject.toml with "
+                          "[tool.evstore] (default: the first found from here upwards)")
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("--json", action="store_true", help="print the result as JSON data")
 
     parser = argparse.ArgumentParser(
         prog="evstore", description="Hand-written SQL migrations for PostgreSQL and SQLite, "
@@ -691,45 +787,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"evstore {evstore.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add(name: str, help_: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], help=help_, description=help_,
+    def add(name: str, help_: str, *groups: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=list(groups), help=help_, description=help_,
                               epilog=EXIT_CODES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    p = add("migrate", "apply pending migrations through yoyo")
-    p.add_argument("--lock-timeout", type=_seconds, default=10, metavar="SECONDS")
+    p = add("migrate", "apply pending migrations through yoyo: evstore's own folder, then the "
+            "application's", db, folders, cfg, out)
+    p.add_argument("--lock-timeout", type=_seconds, default=10, metavar="SECONDS",
+                   help="how long to wait for yoyo's migration lock (default 10)")
     p.add_argument("--break-lock", action="store_true",
                    help="remove a stale migration lock left by a killed deploy, then migrate")
     p.add_argument("--dry-run", action="store_true", help="print the migrations and their SQL "
                    "that would run; change nothing, take no lock, create no file")
     p.set_defaults(func=cmd_migrate)
 
-    p = add("rollback", "roll back the last migration, or down to --to ID (base: all)")
+    p = add("rollback", "roll back the last migration, or down to --to ID (base: all)",
+            db, folders, cfg, out)
     p.add_argument("--to", metavar="ID", help="keep this migration, roll back later ones")
     p.add_argument("--count", type=_whole(1, "a count of migrations"),
                    help="how many to roll back (default 1)")
-    p.add_argument("--lock-timeout", type=_seconds, default=10, metavar="SECONDS")
+    p.add_argument("--lock-timeout", type=_seconds, default=10, metavar="SECONDS",
+                   help="how long to wait for yoyo's migration lock (default 10)")
     p.add_argument("--dry-run", action="store_true", help="print the migrations and the "
                    "rollback SQL that would run; change nothing")
     p.add_argument("--yes", action="store_true", help="confirm a rollback that drops "
                    "event_store or a table holding rows (asked on a terminal otherwise)")
     p.set_defaults(func=cmd_rollback)
 
-    p = add("status", "list applied and pending migrations; fail if an applied one changed")
+    p = add("status", "list applied and pending migrations; fail if an applied one changed",
+            db, folders, cfg, out)
     p.set_defaults(func=cmd_status)
 
-    p = add("new", "create paired forward and rollback files with the next id in both folders")
-    p.add_argument("name")
+    p = add("new", "create paired forward and rollback files with the next id in both of the "
+            "application's folders", folders, cfg, out)
+    p.add_argument("name", help="what the migration does, as a few words (add_orders_view)")
     p.set_defaults(func=cmd_new)
 
-    p = add("sum", "rewrite the evstore.sum checksum file of both folders")
+    p = add("sum", "rewrite the evstore.sum checksum file of both of the application's "
+            "folders", folders, cfg, out)
     p.set_defaults(func=cmd_sum)
 
-    p = add("lint", "check both migration folders statically")
+    p = add("lint", "check the migration folders statically: evstore's own and the "
+            "application's", folders, cfg, out)
     p.add_argument("--no-squawk", action="store_true", help="skip squawk even if installed")
     p.set_defaults(func=cmd_lint)
 
-    p = add("parity", "apply both folders to scratch databases and prove the schemas match")
+    p = add("parity", "apply both folders to scratch databases and prove the schemas match",
+            folders, cfg, out)
     p.add_argument("--postgres", metavar="URL", help="PostgreSQL server for the scratch "
                    "database (default: $EVSTORE_PG_URL)")
     p.add_argument("--declared", metavar="FILE", help="declared differences (default: "
@@ -737,49 +842,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live", action="store_true", help="compare existing databases "
                    "(--postgres and --sqlite) without migrating")
     p.add_argument("--sqlite", metavar="URL", help="with --live: the SQLite file's URL")
+    p.add_argument("--schema", metavar="NAME", help="with --live: the PostgreSQL schema to "
+                   "compare (default: the first of the URL's search_path)")
     p.add_argument("--dump", metavar="DIR", help="also write both schemas as sorted JSON")
     p.add_argument("--cleanup", action="store_true", help="drop the scratch databases "
                    "(evstore_parity_*, evstore_drift_*) that killed runs left on --postgres")
     p.set_defaults(func=cmd_parity)
 
-    p = add("drift", "compare a live database with what its folder builds")
+    p = add("drift", "compare a live database with what its folders build",
+            db, folders, cfg, out)
     p.set_defaults(func=cmd_drift)
 
-    p = add("schema", "print a live database's schema as stable, sorted JSON")
+    p = add("schema", "print a live database's schema as stable, sorted JSON", db, cfg)
     p.set_defaults(func=cmd_schema)
 
     p = add("grant", "print (or --apply) least-privilege grants for an application role "
-            "(PostgreSQL only)")
-    p.add_argument("--role", required=True)
-    p.add_argument("--schema", default="public")
-    p.add_argument("--apply", action="store_true")
+            "(PostgreSQL only)", db, cfg)
+    p.add_argument("--role", required=True, help="the application's login role")
+    p.add_argument("--apply", action="store_true",
+                   help="run the grants instead of printing them")
     p.set_defaults(func=cmd_grant)
 
-    p = add("append", "append events to a stream")
-    p.add_argument("stream")
-    p.add_argument("--type")
-    p.add_argument("--data", help="JSON")
-    p.add_argument("--metadata", help="JSON object")
-    p.add_argument("--event-id")
+    p = add("append", "append events to a stream", db, cfg, out)
+    p.add_argument("stream", help="the stream's id")
+    p.add_argument("--type", help="the event's type")
+    p.add_argument("--data", help="the event's data as JSON (default null)")
+    p.add_argument("--metadata", help="the event's metadata as a JSON object")
+    p.add_argument("--event-id", metavar="ULID",
+                   help="the event's id, for a retry that must not append twice")
     p.add_argument("--file", help="JSON lines of {type, data, metadata?, event_id?}; - for stdin")
     p.add_argument("--expected-version", default="any",
                    help="a number, any, no-stream or exists (default any)")
     p.set_defaults(func=cmd_append)
 
-    p = add("read", "read a stream, or the whole log in global order")
-    p.add_argument("--stream")
+    p = add("read", "read a stream, or the whole log in global order", db, cfg, out)
+    p.add_argument("--stream", help="read this stream in version order")
     p.add_argument("--from-version", type=_whole(0, "a stream version"), default=None,
                    help="first version to read (default 1; with --backwards, the last)")
-    p.add_argument("--backwards", action="store_true")
+    p.add_argument("--backwards", action="store_true",
+                   help="with --stream: newest first")
     p.add_argument("--after", type=_whole(0, "a position"), default=0,
                    help="global position to read after")
-    p.add_argument("--limit", type=_whole(0, "a number of events"))
-    p.add_argument("--types", nargs="+", metavar="TYPE")
+    p.add_argument("--limit", type=_whole(0, "a number of events"),
+                   help="print at most this many events")
+    p.add_argument("--types", nargs="+", metavar="TYPE",
+                   help="only events of these types (whole log only)")
     p.add_argument("--event-id", metavar="ULID", help="look up one event by its id")
     p.set_defaults(func=cmd_read)
 
     p = add("verify", "recompute every event's content digest and check each stream's "
-            "versions, positions and head; exit 1 listing each finding")
+            "versions, positions and head; exit 1 listing each finding", db, cfg, out)
     p.add_argument("--page-size", type=_whole(1, "a page size"), default=1000, metavar="N",
                    help="events read per page (memory stays flat; default 1000)")
     p.add_argument("--max-findings", type=_whole(1, "a number of findings"), default=1000,
@@ -787,9 +899,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop listing after N findings (default 1000)")
     p.set_defaults(func=cmd_verify)
 
-    p = add("tail", "print events as they commit (Ctrl-C to stop)")
-    p.add_argument("--after", type=_whole(0, "a position"), default=0)
-    p.add_argument("--types", nargs="+", metavar="TYPE")
+    p = add("tail", "print events as they commit (Ctrl-C to stop)", db, cfg, out)
+    p.add_argument("--after", type=_whole(0, "a position"), default=0,
+                   help="global position to start after (default 0: the whole log)")
+    p.add_argument("--types", nargs="+", metavar="TYPE", help="only events of these types")
     p.add_argument("--idle-timeout", type=_seconds, metavar="SECONDS",
                    help="stop after this long without a new event")
     p.set_defaults(func=cmd_tail)

@@ -12,7 +12,9 @@ evstore looks for it from the current folder upwards, in this order, and uses th
     sqlite_dir = "migrations/sqlite"        # configuration file
     declared = "migrations/parity.toml"     # the application's declared differences
 
-Command-line options override the file, and the file overrides the environment.
+For the database, --database wins, then $EVSTORE_DATABASE_URL, then this file. Folders:
+--pg-dir/--sqlite-dir replace evstore's own folder; without them evstore's folder runs first
+and the application's (pg_dir, sqlite_dir) after it, in the same yoyo run.
 """
 
 from __future__ import annotations
@@ -98,6 +100,20 @@ def load(start: Path | None = None) -> ProjectConfig:
             if isinstance(tool, dict) and isinstance(tool.get("evstore"), dict):
                 return _read(pyproject, tool["evstore"])
     return ProjectConfig()
+
+
+def load_file(path: Path) -> ProjectConfig:
+    """The configuration in one named file: evstore.toml, or a pyproject.toml whose
+    [tool.evstore] table holds it."""
+    data = _parse(path)
+    if path.name == "pyproject.toml" or "tool" in data:
+        tool = data.get("tool")
+        table = tool.get("evstore") if isinstance(tool, dict) else None
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path} has no [tool.evstore] table; add one, or name an "
+                              "evstore.toml")
+        return _read(path, table)
+    return _read(path, data)
 
 
 def _parse(path: Path) -> dict[str, object]:

@@ -15,7 +15,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -59,7 +59,7 @@ YOYO_LOCK_TABLE = "yoyo_lock"
 BASE = "base"  # rollback(to=BASE) undoes every migration
 
 # What evstore reads as a migration file: a number, an underscore, a plain name.
-MIGRATION_NAME = re.compile(r"[0-9]+_[A-Za-z0-9_]+(\.rollback)?\.sql")
+MIGRATION_NAME = re.compile(r"(?:[a-z][a-z0-9]*_)?[0-9]+_[A-Za-z0-9_]+(\.rollback)?\.sql")
 
 
 def shipped_sql_dir() -> Path:
@@ -113,32 +113,65 @@ def check_names(folder: Path) -> None:
 _REGISTRY_LOCK = threading.Lock()
 
 
-def read_folder(folder: Path) -> MigrationList:
-    """Read and load every migration of one folder through yoyo."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MigrationsNotFound(
-            f"migrations folder {str(folder)!r} does not exist; pass the folder that holds "
-            "the .sql files (--pg-dir / --sqlite-dir), or omit it to use evstore's own"
-        )
+Folders = Path | str | Sequence[Path | str]
+
+
+def as_folders(folders: Folders) -> list[Path]:
+    """One folder or several, as a list of paths."""
+    if isinstance(folders, Path | str):
+        return [Path(folders)]
+    return [Path(f) for f in folders]
+
+
+def read_folder(folders: Folders) -> MigrationList:
+    """Read and load every migration of one folder, or of several folders in order (evstore's
+    own first, then an application's), through yoyo.
+
+    Several folders are read by one yoyo call, so a migration may depend (`-- depends:`) on one
+    in an earlier folder; their ids must differ, since yoyo keys migrations by id."""
+    paths = as_folders(folders)
+    for folder in paths:
+        if not folder.is_dir():
+            raise MigrationsNotFound(
+                f"migrations folder {str(folder)!r} does not exist; pass the folder that holds "
+                "the .sql files (--pg-dir / --sqlite-dir), or omit it to use evstore's own"
+            )
+    shown = ", ".join(str(f) for f in paths)
     try:
-        check_names(folder)
+        for folder in paths:
+            check_names(folder)
+        _check_distinct_ids(paths)
         with _REGISTRY_LOCK:
-            migrations = yoyo.read_migrations(str(folder))
+            migrations = yoyo.read_migrations(*(str(f) for f in paths))
             for migration in migrations:
                 migration.load()
     except yoyo.exceptions.BadMigration as e:
-        raise MigrationError(f"cannot read migrations in {folder}: {e}") from e
+        raise MigrationError(f"cannot read migrations in {shown}: {e}") from e
     except UnicodeDecodeError as e:
         raise MigrationError(
-            f"a migration file in {folder} is not UTF-8 text ({e.reason}); save it as UTF-8"
+            f"a migration file in {shown} is not UTF-8 text ({e.reason}); save it as UTF-8"
         ) from e
     except OSError as e:
         raise MigrationsNotFound(
-            f"cannot read migrations folder {str(folder)!r}: {e.strerror}; check its "
-            "permissions"
+            f"cannot read migrations folder(s) {shown}: {e.strerror}; check their permissions"
         ) from e
     return migrations
+
+
+def _check_distinct_ids(paths: list[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for folder in paths:
+        for path in sorted(folder.glob("*.sql")):
+            if path.name.endswith(".rollback.sql"):
+                continue
+            mid = path.name[: -len(".sql")]
+            if mid in seen and seen[mid] != folder:
+                raise MigrationError(
+                    f"migration id {mid} is in both {seen[mid]} and {folder}; yoyo keys "
+                    "migrations by id, so an application's migrations need ids of their own "
+                    "(start them with a prefix, such as app_0001_orders.sql)"
+                )
+            seen[mid] = folder
 
 
 @dataclass(frozen=True)
@@ -197,18 +230,38 @@ _DROP_TABLE = re.compile(
 )
 
 
+# ALTER TABLE [IF EXISTS] [ONLY] t DROP [COLUMN] [IF EXISTS] c: a column's data is lost too.
+_DROP_COLUMN = re.compile(
+    r"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?([\w.]+|\"[^\"]+\")\s+"
+    r"DROP\s+(?:COLUMN\s+)?(?:IF\s+EXISTS\s+)?(\w+|\"[^\"]+\")",
+    re.IGNORECASE,
+)
+
+
+def _unquote(name: str) -> str:
+    name = name.strip().rsplit(".", 1)[-1]
+    return name[1:-1] if name.startswith('"') else name.lower()
+
+
 def dropped_tables(migration: Migration) -> list[str]:
     """The tables that rolling back `migration` drops, read from its .rollback.sql file."""
+    return [table for table, column in dropped_data(migration) if column is None]
+
+
+def dropped_data(migration: Migration) -> list[tuple[str, str | None]]:
+    """(table, None) for each table and (table, column) for each column that rolling back
+    `migration` drops, read from its .rollback.sql file."""
     path = rollback_path(Path(migration.path))
     if not path.exists():
         return []
     text = re.sub(r"--[^\n]*", "", path.read_text(encoding="utf-8"))
-    names = []
+    found: list[tuple[str, str | None]] = []
     for m in _DROP_TABLE.finditer(text):
-        for name in m.group(1).split(","):
-            name = name.strip().rsplit(".", 1)[-1]
-            names.append(name[1:-1] if name.startswith('"') else name.lower())
-    return names
+        found += [(_unquote(name), None) for name in m.group(1).split(",")]
+    for m in _DROP_COLUMN.finditer(text):
+        if m.group(2).upper() not in {"CONSTRAINT", "DEFAULT", "NOT"}:
+            found.append((_unquote(m.group(1)), _unquote(m.group(2))))
+    return found
 
 
 def _quote(name: str) -> str:
@@ -217,11 +270,17 @@ def _quote(name: str) -> str:
 
 @dataclass(frozen=True)
 class Drop:
-    """A table that a planned rollback drops, and whether it holds rows now."""
+    """A table (or one of its columns) that a planned rollback drops, and whether the table
+    holds rows now."""
 
     migration_id: str
     table: str
     has_rows: bool
+    column: str | None = None
+
+    @property
+    def what(self) -> str:
+        return self.table if self.column is None else f"column {self.column} of {self.table}"
 
 
 class _StatementRecorder(logging.Handler):
@@ -295,12 +354,15 @@ class Migrator:
     def __init__(
         self,
         url: DatabaseURL,
-        folder: Path,
+        folder: Folders,
         sqlite_connection: sqlite3.Connection | None = None,
+        schema: str | None = None,
     ) -> None:
         self.url = url
-        self.folder = Path(folder)
-        self.migrations = read_folder(self.folder)
+        self.folders = as_folders(folder)
+        self.folder = self.folders[-1]
+        self.schema = schema
+        self.migrations = read_folder(self.folders)
         self._sqlite_connection = sqlite_connection
         self._backend: Any = None
         self._ballast: Path | None = None
@@ -313,7 +375,8 @@ class Migrator:
                     assert self._sqlite_connection is not None
                     self._backend = _shared_sqlite_backend(self._sqlite_connection)
                 else:
-                    self._backend = yoyo.get_backend(self.url.yoyo_url)
+                    self._ensure_schema()
+                    self._backend = yoyo.get_backend(self._yoyo_url())
             except Exception as e:
                 raise ConnectionFailed(
                     f"cannot open {self.url.redacted} for migrations: "
@@ -321,6 +384,39 @@ class Migrator:
                     "the URL is right"
                 ) from e
         return self._backend
+
+    def _yoyo_url(self) -> str:
+        """yoyo's URL, with the schema as yoyo's own `schema` parameter: yoyo then sets
+        search_path on its connection, so its tables and evstore's land in that schema."""
+        url = self.url.yoyo_url
+        if self.schema is None:
+            return url
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        query["schema"] = self.schema
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    def _ensure_schema(self) -> None:
+        """Create the named schema before yoyo connects to it (migrate only; reading never
+        creates anything)."""
+        if self.schema is None or self.url.dialect != "postgres":
+            return
+        import psycopg
+        from psycopg import sql
+
+        assert self.url.conninfo is not None
+        try:
+            with psycopg.connect(self.url.conninfo, autocommit=True, connect_timeout=10) as pg:
+                pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                    sql.Identifier(self.schema)))
+        except psycopg.Error as e:
+            raise ConnectionFailed(
+                f"cannot create schema {self.schema!r} in {self.url.redacted}: "
+                f"{self.url.scrub(_first_line(e))}; create it as its owner, or grant CREATE "
+                "on the database to the migrating role"
+            ) from e
 
     def close(self) -> None:
         if self._backend is not None and not self.url.is_memory:
@@ -366,8 +462,10 @@ class Migrator:
         import psycopg
 
         assert self.url.conninfo is not None
+        from evstore.postgres import connect_args
+
         try:
-            pg = psycopg.connect(self.url.conninfo, autocommit=True, connect_timeout=10)
+            pg = psycopg.connect(self.url.conninfo, **connect_args(self.url, self.schema))
         except psycopg.Error as e:
             raise ConnectionFailed(
                 f"cannot connect to {self.url.redacted}: {self.url.scrub(_first_line(e))}; "
@@ -473,7 +571,7 @@ class Migrator:
     def drops(self, targets: list[Migration]) -> list[Drop]:
         """Every table the rollback of `targets` drops that exists now, with whether it holds
         rows; read from the rollback files and the live database, changing nothing."""
-        wanted = [(m.id, t) for m in targets for t in dropped_tables(m)]
+        wanted = [(m.id, t, c) for m in targets for t, c in dropped_data(m)]
         if not wanted:
             return []
         found = []
@@ -481,10 +579,10 @@ class Migrator:
             if reader is None:
                 return []
             query, tables = reader
-            for mid, table in wanted:
+            for mid, table, column in wanted:
                 if table in tables:
                     rows = query(f"SELECT EXISTS (SELECT 1 FROM {_quote(table)})")
-                    found.append(Drop(mid, table, bool(rows and rows[0][0])))
+                    found.append(Drop(mid, table, bool(rows and rows[0][0]), column))
         return found
 
     # -- the lock ----------------------------------------------------------------------------

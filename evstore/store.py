@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -59,6 +59,7 @@ def connect(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     pool_size: int = 8,
     schema: str | None = None,
+    app_migrations_dir: str | Path | Mapping[str, str | Path] | None = None,
 ) -> Store:
     """Open a store. The dialect comes from the URL scheme:
     sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:, postgresql://...
@@ -66,13 +67,16 @@ def connect(
     lock_timeout: the longest an append (and, on SQLite, any write) waits for the append lock
     before it raises AppendLockTimeout. pool_size: on PostgreSQL, the most connections that
     threads sharing this Store use at once. schema: on PostgreSQL, the schema that holds the
-    store (and yoyo's tables); without it, the first schema of the URL's search_path."""
+    store (and yoyo's tables); without it, the first schema of the URL's search_path.
+    app_migrations_dir: the application's own migrations, applied by migrate() after evstore's
+    in the same yoyo run; one folder, or {"postgres": ..., "sqlite": ...} to pick by dialect."""
     return Store(
         parse_url(url),
         migrations_dir=migrations_dir,
         lock_timeout=lock_timeout,
         pool_size=pool_size,
         schema=schema,
+        app_migrations_dir=app_migrations_dir,
     )
 
 
@@ -168,8 +172,14 @@ class Store:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         pool_size: int = 8,
         schema: str | None = None,
+        app_migrations_dir: str | Path | Mapping[str, str | Path] | None = None,
     ) -> None:
         self.schema = check_schema(schema, url.dialect)
+        if isinstance(app_migrations_dir, Mapping):
+            app_migrations_dir = app_migrations_dir.get(url.dialect)
+        self.app_migrations_dir = (
+            Path(app_migrations_dir) if app_migrations_dir is not None else None
+        )
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or not (
             0 < lock_timeout <= 86400
         ):
@@ -219,7 +229,10 @@ class Store:
     def _migrator(self) -> Migrator:
         backend = self._live()
         shared = getattr(backend, "conn", None) if self.url.is_memory else None
-        return Migrator(self.url, self.migrations_dir, sqlite_connection=shared)
+        folders = [self.migrations_dir]
+        if self.app_migrations_dir is not None:
+            folders.append(self.app_migrations_dir)
+        return Migrator(self.url, folders, sqlite_connection=shared, schema=self.schema)
 
     def migrate(self, lock_timeout: float = 10) -> list[str]:
         """Apply pending migrations through yoyo; returns the ids applied."""

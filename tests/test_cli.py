@@ -100,9 +100,11 @@ def test_new_sum_and_lint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     dirs = ["--pg-dir", str(pg), "--sqlite-dir", str(lite)]
     assert main(["lint", "--no-squawk", *dirs]) == 0
     assert main(["new", "Add Stream Index", *dirs]) == 0
+    after = max(int(p.name[:4]) for p in pg.glob("[0-9]*.sql") if "add_stream" not in p.name)
+    mid = f"{after + 1:04d}_add_stream_index"
     for folder in (pg, lite):
-        assert (folder / "0009_add_stream_index.sql").exists()
-        assert (folder / "0009_add_stream_index.rollback.sql").exists()
+        assert (folder / f"{mid}.sql").exists()
+        assert (folder / f"{mid}.rollback.sql").exists()
     capsys.readouterr()
     assert main(["lint", "--no-squawk", "--json", *dirs]) == 1
     rules = {f["rule"] for f in json.loads(capsys.readouterr().out)}

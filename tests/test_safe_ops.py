@@ -93,11 +93,22 @@ def test_rollback_of_a_table_with_rows_is_refused(file_url: str) -> None:
     with evstore.connect(file_url) as store:
         store.migrate()
         store.save_checkpoint("projection", 0)  # a row in subscription (0005)
-    for _ in range(3):  # 0008, 0007, 0006: tables without rows, or none
+    for _ in range(len(IDS) - 5):  # 0012 to 0006: tables without rows, or none
         assert run("rollback", "--database", file_url).returncode == 0
     refused = run("rollback", "--database", file_url)
     assert refused.returncode == 2 and "subscription (holds rows" in refused.stderr
     assert applied(file_url) == IDS[:5]
+
+
+def test_rollback_of_a_column_holding_events_is_refused(file_url: str) -> None:
+    with evstore.connect(file_url) as store:
+        store.migrate()
+        store.append("s", [evstore.NewEvent("T", {})])
+    digest = IDS.index("0009_event_store_content_digest")
+    refused = run("rollback", "--database", file_url, "--count", str(len(IDS) - digest))
+    assert refused.returncode == 2, refused.stderr
+    assert "column content_digest of event_store (holds rows" in refused.stderr
+    assert applied(file_url) == IDS
 
 
 def _on_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
@@ -215,7 +226,8 @@ def test_rollback_file_missing_for_a_target(tmp_path: Path) -> None:
     folder = tmp_path / "sql"
     shutil.copytree(SQL / "sqlite", folder)
     db = f"sqlite:///{tmp_path}/r.db"
-    (folder / "0009_extra.sql").write_text("-- Add extra.\nCREATE TABLE extra (id INTEGER);\n")
+    extra = f"{int(IDS[-1][:4]) + 1:04d}_extra.sql"
+    (folder / extra).write_text("-- Add extra.\nCREATE TABLE extra (id INTEGER);\n")
     assert run("migrate", "--database", db, "--sqlite-dir", str(folder)).returncode == 0
     # A rollback file never existed: the checksum matches, the rollback must still refuse.
     result = run("rollback", "--database", db, "--sqlite-dir", str(folder))

@@ -4,6 +4,7 @@ purpose. Read from a TOML file beside the SQL (sql/parity.toml), each entry with
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,17 @@ class Declared:
     equivalent: dict[tuple[str, str], tuple[Any, Any, str]] = field(default_factory=dict)
 
 
-def load_declared(path: Path | None) -> Declared:
+def load_declared(path: Path | Sequence[Path] | None) -> Declared:
+    """One declared-differences file, or several (evstore's own and an application's),
+    merged."""
+    if path is not None and not isinstance(path, str | Path):
+        merged = Declared()
+        for one in path:
+            part = load_declared(one)
+            merged.postgres_only.update(part.postgres_only)
+            merged.sqlite_only.update(part.sqlite_only)
+            merged.equivalent.update(part.equivalent)
+        return merged
     if path is None or not Path(path).exists():
         if path is not None:
             raise DeclaredFileError(

@@ -7,7 +7,7 @@ import re
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from evstore.catalog.declared import Declared, load_declared
 from evstore.catalog.diff import Difference, differences, drift
 from evstore.catalog.model import Schema
 from evstore.errors import ConnectionFailed, InvalidURL
-from evstore.migrations import Migrator
+from evstore.migrations import Folders, Migrator, as_folders
 from evstore.urls import DatabaseURL, parse_url
 
 
@@ -35,14 +35,18 @@ class Report:
         return not self.differences
 
 
-def migration_ids(folder: Path) -> tuple[set[str], set[str]]:
-    """(forward ids, ids that have a rollback file) of a migrations folder."""
-    forward = {p.name[:-4] for p in folder.glob("*.sql") if not p.name.endswith(".rollback.sql")}
-    rollbacks = {p.name[: -len(".rollback.sql")] for p in folder.glob("*.rollback.sql")}
+def migration_ids(folders: Folders) -> tuple[set[str], set[str]]:
+    """(forward ids, ids that have a rollback file) of one migrations folder or several."""
+    forward: set[str] = set()
+    rollbacks: set[str] = set()
+    for folder in as_folders(folders):
+        forward |= {p.name[:-4] for p in folder.glob("*.sql")
+                    if not p.name.endswith(".rollback.sql")}
+        rollbacks |= {p.name[: -len(".rollback.sql")] for p in folder.glob("*.rollback.sql")}
     return forward, rollbacks
 
 
-def migration_differences(pg_dir: Path, sqlite_dir: Path) -> list[Difference]:
+def migration_differences(pg_dir: Folders, sqlite_dir: Folders) -> list[Difference]:
     """The id lists are a parity check of their own: same ids, each with a rollback file."""
     pg_ids, pg_rollbacks = migration_ids(pg_dir)
     lite_ids, lite_rollbacks = migration_ids(sqlite_dir)
@@ -118,7 +122,7 @@ def cleanup_scratch(postgres_url: str | None) -> tuple[list[str], list[str]]:
     return dropped, busy
 
 
-def build_postgres(url: DatabaseURL, folder: Path) -> None:
+def build_postgres(url: DatabaseURL, folder: Folders) -> None:
     migrator = Migrator(url, folder)
     try:
         migrator.apply()
@@ -126,7 +130,7 @@ def build_postgres(url: DatabaseURL, folder: Path) -> None:
         migrator.close()
 
 
-def build_sqlite(path: Path, folder: Path) -> DatabaseURL:
+def build_sqlite(path: Path, folder: Folders) -> DatabaseURL:
     url = parse_url(f"sqlite:///{path}")
     migrator = Migrator(url, folder)
     try:
@@ -157,18 +161,25 @@ def _require_postgres(url: str | None, option: str) -> DatabaseURL:
 
 
 def _compare(
-    conn: psycopg.Connection[Any], lite: Schema, declared: Declared
+    conn: psycopg.Connection[Any], lite: Schema, declared: Declared, schema: str | None = None
 ) -> tuple[Schema, list[Difference]]:
-    pg = pg_catalog.introspect(conn)
-    normalizer = pg_catalog.ExpressionNormalizer(conn)
+    schema = schema or _current_schema(conn)
+    pg = pg_catalog.introspect(conn, schema)
+    normalizer = pg_catalog.ExpressionNormalizer(conn, schema)
     return pg, differences(pg, lite, declared, normalizer)
+
+
+def _current_schema(conn: psycopg.Connection[Any]) -> str:
+    """The schema the connection's search_path resolves to (the URL's options may set it)."""
+    row = conn.execute("SELECT current_schema()").fetchone()
+    return str(row[0]) if row and row[0] else "public"
 
 
 def run_parity(
     postgres_url: str | None,
-    pg_dir: Path,
-    sqlite_dir: Path,
-    declared_file: Path | None,
+    pg_dir: Folders,
+    sqlite_dir: Folders,
+    declared_file: Path | Sequence[Path] | None,
 ) -> Report:
     """Apply each folder to a scratch database through yoyo, then compare the catalogs."""
     server = _require_postgres(postgres_url, "--postgres")
@@ -186,7 +197,10 @@ def run_parity(
 
 
 def run_live(
-    postgres_url: str | None, sqlite_url: str, declared_file: Path | None
+    postgres_url: str | None,
+    sqlite_url: str,
+    declared_file: Path | Sequence[Path] | None,
+    schema: str | None = None,
 ) -> Report:
     """Compare an existing PostgreSQL database with an existing SQLite file, migrating nothing."""
     pg_url = _require_postgres(postgres_url, "--postgres")
@@ -199,11 +213,11 @@ def run_live(
     declared = load_declared(declared_file)
     lite = introspect_sqlite(lite_url.sqlite_path)
     with _connect_pg(pg_url) as conn:
-        pg, found = _compare(conn, lite, declared)
+        pg, found = _compare(conn, lite, declared, schema)
     return Report(sorted(found), pg, lite)
 
 
-def run_drift(database: DatabaseURL, folder: Path) -> Report:
+def run_drift(database: DatabaseURL, folder: Folders, schema: str | None = None) -> Report:
     """Build the folder in a scratch database of the same dialect and compare it with the
     live one: every object added, removed or changed by hand. In the report, `postgres`
     holds what the folder builds and `sqlite` what the live database has."""
@@ -211,9 +225,9 @@ def run_drift(database: DatabaseURL, folder: Path) -> Report:
         with scratch_postgres(database, "evstore_drift") as scratch:
             build_postgres(scratch, folder)
             with _connect_pg(scratch) as conn:
-                expected = pg_catalog.introspect(conn)
+                expected = pg_catalog.introspect(conn, _current_schema(conn))
         with _connect_pg(database) as conn:
-            actual = pg_catalog.introspect(conn)
+            actual = pg_catalog.introspect(conn, schema or _current_schema(conn))
     else:
         if database.is_memory:
             raise InvalidURL("drift needs a SQLite file, not :memory:")
