@@ -2,6 +2,7 @@
 append-only event store they define."""
 
 from evstore.errors import (
+    AppendLockTimeout,
     AppendOnlyViolation,
     ChecksumMismatch,
     ConnectionFailed,
@@ -37,6 +38,7 @@ __all__ = [
     "ANY",
     "NO_STREAM",
     "STREAM_EXISTS",
+    "AppendLockTimeout",
     "AppendOnlyViolation",
     "ChecksumMismatch",
     "ConnectionFailed",

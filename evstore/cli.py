@@ -354,14 +354,15 @@ def cmd_new(args: argparse.Namespace) -> int:
         raise UsageError(f"migration name {args.name!r} has no letters or digits; "
                          "give a name like add_stream_index")
     folders = _app_folders(args)
-    numbers = [0]
+    numbered: list[tuple[int, str]] = [(0, "")]  # (number, prefix) of every existing id
     for folder in folders:
         if not folder.is_dir():
             raise errors.MigrationsNotFound(f"migrations folder {str(folder)!r} does not exist; "
                                             "create it or pass --pg-dir / --sqlite-dir")
-        numbers += [int(m.group(1)) for p in folder.glob("*.sql")
-                    if (m := re.match(r"(\d+)_", p.name))]
-    mid = f"{max(numbers) + 1:04d}_{slug}"
+        numbered += [(int(m.group(2)), m.group(1) or "") for p in folder.glob("*.sql")
+                     if (m := re.match(r"(?:([a-z][a-z0-9]*)_)?(\d+)_", p.name))]
+    number, prefix = max(numbered)  # the newest id's prefix (app_) carries on
+    mid = f"{prefix + '_' if prefix else ''}{number + 1:04d}_{slug}"
     created = []
     for folder in folders:
         dialect = "PostgreSQL" if folder == folders[0] else "SQLite"
@@ -910,7 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _USAGE_ERRORS = (
-    UsageError, errors.InvalidURL, errors.ConnectionFailed, errors.MigrationsNotFound,
+    UsageError, config.ConfigError, errors.InvalidURL, errors.ConnectionFailed, errors.MigrationsNotFound,
     errors.MigrationLocked, errors.UnknownMigration, errors.InvalidInput,
     errors.BadMigrationName, errors.ConfirmationRequired,
 )

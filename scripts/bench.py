@@ -387,6 +387,15 @@ RAW_PG_COLUMNS = (
 )
 
 
+def raw_pg_connect(url: str) -> psycopg.Connection[Any]:
+    """The raw baseline's connection. evstore's INSERT guard (event_store_check_insert, once
+    per statement) admits only evstore_append(); the baseline declares itself the append
+    path for its session, so it still pays the trigger but inserts directly."""
+    conn = psycopg.connect(conninfo(url), autocommit=True)
+    conn.execute("SET evstore.appending = 'on'")
+    return conn
+
+
 def raw_digest(event_type: str, payload: str, metadata: str) -> bytes:
     """What the raw baselines pay for content digests: SHA-256 of their own JSON text."""
     return hashlib.sha256(f"{event_type}\0{payload}\0{metadata}".encode()).digest()
@@ -426,7 +435,7 @@ class RawPostgres(RawSystem):
         self.url = scratch.pg_database()
         with evstore.connect(self.url) as store:
             store.migrate()
-        self.conn = psycopg.connect(conninfo(self.url), autocommit=True)
+        self.conn = raw_pg_connect(self.url)
 
     def append(self, batch: Batch) -> None:
         raw_pg_append(self.conn, batch)
@@ -656,7 +665,7 @@ def w5_writer(
     if system.startswith("evstore-postgres"):
         store = evstore.connect(url)
     elif system == "raw-postgres":
-        conn = psycopg.connect(conninfo(url), autocommit=True)
+        conn = raw_pg_connect(url)
     else:
         from eventsourcing.persistence import StoredEvent
         from eventsourcing.postgres import PostgresApplicationRecorder

@@ -8,7 +8,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -109,7 +109,27 @@ BACKENDS = [
     "sqlite-file",
     "sqlite-memory",
     pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("postgres-schema", marks=pytest.mark.postgres),
 ]
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """The URL with `options=-c search_path=SCHEMA` added to its query, by parsing."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "options"]
+    query.append(("options", f"-c search_path={schema}"))
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+@contextlib.contextmanager
+def scratch_schema_database(schema: str = "events") -> Iterator[str]:
+    """A scratch database whose URL puts everything in a schema of its own (through the
+    URL's own options), with nothing in public."""
+    with scratch_database() as pg:
+        admin = parse_url(pg)
+        with psycopg.connect(admin.conninfo or "", autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        yield with_search_path(pg, schema)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -119,6 +139,9 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path}/evstore.db"
     elif request.param == "sqlite-memory":
         yield "sqlite:///:memory:"
+    elif request.param == "postgres-schema":
+        with scratch_schema_database() as pg:
+            yield pg
     else:
         with scratch_database() as pg:
             yield pg

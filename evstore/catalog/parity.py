@@ -122,8 +122,8 @@ def cleanup_scratch(postgres_url: str | None) -> tuple[list[str], list[str]]:
     return dropped, busy
 
 
-def build_postgres(url: DatabaseURL, folder: Folders) -> None:
-    migrator = Migrator(url, folder)
+def build_postgres(url: DatabaseURL, folder: Folders, schema: str | None = None) -> None:
+    migrator = Migrator(url, folder, schema=schema)
     try:
         migrator.apply()
     finally:
@@ -222,12 +222,15 @@ def run_drift(database: DatabaseURL, folder: Folders, schema: str | None = None)
     live one: every object added, removed or changed by hand. In the report, `postgres`
     holds what the folder builds and `sqlite` what the live database has."""
     if database.dialect == "postgres":
-        with scratch_postgres(database, "evstore_drift") as scratch:
-            build_postgres(scratch, folder)
-            with _connect_pg(scratch) as conn:
-                expected = pg_catalog.introspect(conn, _current_schema(conn))
         with _connect_pg(database) as conn:
-            actual = pg_catalog.introspect(conn, schema or _current_schema(conn))
+            schema = schema or _current_schema(conn)
+            actual = pg_catalog.introspect(conn, schema)
+        # The scratch copy is built in a schema of the same name, so that what the folder
+        # builds and what the database has are read from the same place.
+        with scratch_postgres(database, "evstore_drift") as scratch:
+            build_postgres(scratch, folder, schema)
+            with _connect_pg(scratch) as conn:
+                expected = pg_catalog.introspect(conn, schema)
     else:
         if database.is_memory:
             raise InvalidURL("drift needs a SQLite file, not :memory:")
