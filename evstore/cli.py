@@ -704,6 +704,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         verdict = "intact" if report.intact else f"{len(report.findings)} finding(s)"
         print(f"verified {report.events} event(s) in {report.streams} stream(s): "
               f"{verdict}{legacy}")
+        if report.chain_head is not None:
+            print(f"chain head at position {report.chain_head_position}: "
+                  f"{report.chain_head.hex()} (keep it elsewhere: a later verify that ends "
+                  "on another value at this position shows the log was rewritten)")
     return EXIT_OK if report.intact else EXIT_DIFFERENT
 
 
@@ -911,8 +915,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _USAGE_ERRORS = (
-    UsageError, config.ConfigError, errors.InvalidURL, errors.ConnectionFailed, errors.MigrationsNotFound,
-    errors.MigrationLocked, errors.UnknownMigration, errors.InvalidInput,
+    UsageError, config.ConfigError, errors.InvalidURL, errors.ConnectionFailed,
+    errors.MigrationsNotFound, errors.MigrationLocked, errors.UnknownMigration, errors.InvalidInput,
     errors.BadMigrationName, errors.ConfirmationRequired,
 )
 

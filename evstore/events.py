@@ -482,6 +482,18 @@ def content_digest(event_type: str, payload_json: str, metadata_json: str) -> by
     ).digest()
 
 
+def chain_link(
+    previous: bytes, content_digest: bytes, event_id: str, version: int, stream_id: str
+) -> bytes:
+    """The chain digest of an event (migration 0009): SHA-256 of the previous event's chain
+    digest (b"" for the first), its content digest, its event id, its version as an 8-byte
+    big-endian integer and its stream id. PostgreSQL's evstore_append() computes the same."""
+    return _sha256(
+        b"".join((previous, content_digest, event_id.encode(),
+                  version.to_bytes(8, "big", signed=True), stream_id.encode()))
+    ).digest()
+
+
 def digest_of(event_type: str, data: Any, metadata: Any) -> bytes:
     """The content digest of an event as read back: what `evstore verify` recomputes."""
     return content_digest(event_type, canonical_json(data), canonical_json(metadata))

@@ -35,11 +35,12 @@ from evstore.events import (
     Expected,
     RecordedEvent,
     Snapshot,
+    chain_link,
     decode_json,
 )
 from evstore.urls import DatabaseURL, Dialect
 
-_ROWS_PER_INSERT = 1000  # 7 parameters a row, well under SQLite's 32766-variable limit
+_ROWS_PER_INSERT = 1000  # 8 parameters a row, well under SQLite's 32766-variable limit
 
 _EVENT_COLUMNS = (
     "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at, "
@@ -51,11 +52,19 @@ _parse_time = datetime.fromisoformat  # reads the trailing Z as UTC on Python 3.
 
 @lru_cache(maxsize=64)
 def _insert_sql(rows: int) -> str:
-    values = ",".join(["(?,?,?,?,?,?,?)"] * rows)
+    values = ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
     return (
         "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata, "
-        f"content_digest) VALUES {values} RETURNING position, version, recorded_at"
+        f"content_digest, chain_digest) VALUES {values} RETURNING position, version, recorded_at"
     )
+
+
+# The chain continues from the newest event that has a chain digest (0009); read while the
+# append holds the write lock, so appends extend one chain.
+_CHAIN_HEAD = (
+    "SELECT chain_digest FROM event_store WHERE chain_digest IS NOT NULL "
+    "ORDER BY position DESC LIMIT 1"
+)
 
 
 _from_row = RecordedEvent.from_row
@@ -246,6 +255,8 @@ class SQLiteBackend:
                 if row is None:
                     raise AppendConflict("version")
                 start = row[0] - n
+                head = conn.execute(_CHAIN_HEAD).fetchone()
+                chain = head[0] if head is not None else b""
                 returned: list[tuple[int, int, str]] = []
                 for offset in range(0, n, _ROWS_PER_INSERT):
                     chunk = events[offset : offset + _ROWS_PER_INSERT]
@@ -253,9 +264,10 @@ class SQLiteBackend:
                     version = start + offset
                     for e in chunk:
                         version += 1
+                        chain = chain_link(chain, e.digest, e.event_id, version, stream_id)
                         params += (
                             e.event_id, stream_id, version, e.type, e.payload, e.metadata,
-                            e.digest,
+                            e.digest, chain,
                         )
                     try:
                         returned += conn.execute(_insert_sql(len(chunk)), params).fetchall()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from evstore.events import RecordedEvent, digest_of
+from evstore.events import RecordedEvent, chain_link, digest_of
 
 if TYPE_CHECKING:
     from evstore.store import Store
@@ -56,6 +56,14 @@ LIMIT ?"""
 
 _STREAMS = "SELECT count(*) FROM stream"
 
+# The chain, page by page in position order, without the documents.
+_CHAIN_PAGE = """
+SELECT position, event_id, stream_id, version, content_digest, chain_digest
+FROM event_store
+WHERE position > ?
+ORDER BY position
+LIMIT ?"""
+
 # Readers and tails see only positions above 0, so rows below are looked for on their own.
 _BELOW_ONE = """
 SELECT position, stream_id, version, event_id, event_type, payload, metadata, content_digest
@@ -86,6 +94,8 @@ class VerifyReport:
     legacy: int = 0  # events stored before migration 0009, without a digest
     findings: list[Finding] = field(default_factory=list)
     truncated: bool = False  # more findings than max_findings
+    chain_head: bytes | None = None  # the newest event's chain digest: record it elsewhere
+    chain_head_position: int | None = None
 
     @property
     def intact(self) -> bool:
@@ -98,6 +108,8 @@ class VerifyReport:
             "streams": self.streams,
             "events_without_digest_before_0009": self.legacy,
             "truncated": self.truncated,
+            "chain_head": None if self.chain_head is None else self.chain_head.hex(),
+            "chain_head_position": self.chain_head_position,
             "findings": [
                 {"kind": f.kind, "stream_id": f.stream_id, "position": f.position,
                  "message": f.message}
@@ -162,6 +174,7 @@ def verify(
             progress(event.position - done)
             done = event.position
 
+    _check_chain(store, page_size, report, add)
     for stream_id, count, low, high in store.execute(_VERSION_GAPS, limit):
         add(Finding("versions", stream_id, None,
                     f"stream {stream_id!r}: versions are not 1..n without gaps ({count} "
@@ -191,3 +204,37 @@ def _record(dialect: str, row: tuple[object, ...]) -> RecordedEvent:
     if dialect == "sqlite":
         return RecordedEvent.from_row(values)
     return RecordedEvent.from_decoded_row(values)
+
+
+def _check_chain(
+    store: Store, page_size: int, report: VerifyReport, add: Callable[[Finding], None]
+) -> None:
+    """Recompute the hash chain in position order. A link that does not follow from the one
+    before it means an event before it was removed, inserted or changed; the walk then goes on
+    from the stored link, so each break is reported once."""
+    previous: bytes | None = None
+    after = 0
+    while True:
+        rows = store.execute(_CHAIN_PAGE, (after, page_size))
+        for position, event_id, stream_id, version, content, chain in rows:
+            content = None if content is None else bytes(content)
+            chain = None if chain is None else bytes(chain)
+            if chain is None:
+                if previous is not None:
+                    add(Finding("chain", stream_id, position,
+                                f"event at position {position} (stream {stream_id!r} version "
+                                f"{version}, id {event_id}): no chain digest, though events "
+                                "before it have one"))
+                continue
+            expected = chain_link(previous or b"", content or b"", event_id, version, stream_id)
+            if chain != expected:
+                add(Finding("chain", stream_id, position,
+                            f"event at position {position} (stream {stream_id!r} version "
+                            f"{version}, id {event_id}): chain digest does not follow from the "
+                            "event before it; an event before it was removed, inserted or "
+                            "changed"))
+            previous = chain
+            report.chain_head, report.chain_head_position = chain, position
+        if len(rows) < page_size:
+            return
+        after = rows[-1][0]

@@ -261,14 +261,14 @@ def test_owner_forged_insert_is_refused_or_reported_by_verify(
             with conn.transaction():
                 conn.execute("SELECT set_config('evstore.appending', 'on', true)")
                 conn.execute(FORGED_PG.replace("?", "%s"), (forged_at, NEW_ID, ZERO_DIGEST))
-        expected = {("digest", "a", forged_at), ("head", "a", None)}
+        expected = {("digest", "a", forged_at), ("head", "a", None), ("chain", "a", forged_at)}
     else:
         forged_at = 6
         with store.transaction() as tx:
             tx.execute("UPDATE stream SET version = 4 WHERE stream_id = 'a'")
             tx.execute(INSERT_COLUMNS + " VALUES (?, 'a', 4, 'Forged', '{}', '{}', ?)",
                        (NEW_ID, ZERO_DIGEST))
-        expected = {("digest", "a", forged_at)}
+        expected = {("digest", "a", forged_at), ("chain", "a", forged_at)}
     report = verify(store)
     assert {(f.kind, f.stream_id, f.position) for f in report.findings} == expected
     assert report.events == 6
@@ -624,21 +624,25 @@ def test_verify_reports_a_deleted_event_and_moved_heads(
     seed(store)
     tamper(store, url, "DELETE FROM event_store WHERE position = 2")
     report = verify(store)
-    assert report.findings == [Finding(
+    # The chain breaks at the event after the deleted one (position 3, stream a).
+    assert [(f.kind, f.position) for f in report.findings] == [("chain", 3), ("versions", None)]
+    assert report.findings[1] == Finding(
         "versions", "a", None,
-        "stream 'a': versions are not 1..n without gaps (2 events, versions 1 to 3)")]
+        "stream 'a': versions are not 1..n without gaps (2 events, versions 1 to 3)")
+    assert "does not follow from the event before it" in report.findings[0].message
     # The owner may move a head forward without any guard; verify sees it.
     store.execute("UPDATE stream SET version = 9 WHERE stream_id = 'b'")
     tamper(store, url, "UPDATE stream SET version = 1 WHERE stream_id = 'a'")
     report = verify(store)
     assert [(f.kind, f.stream_id) for f in report.findings] == [
-        ("head", "a"), ("head", "b"), ("versions", "a")]
+        ("chain", "a"), ("head", "a"), ("head", "b"), ("versions", "a")]
     assert "head says version 9, but the log has last event at version 2" in str(
-        report.findings[1])
+        report.findings[2])
     if not store.url.is_memory:
         code, text, data = _cli_verify(url, capsys)
-        assert code == 1 and "3 finding(s)" in text
-        assert sorted(f["kind"] for f in data["findings"]) == ["head", "head", "versions"]
+        assert code == 1 and "4 finding(s)" in text
+        assert sorted(f["kind"] for f in data["findings"]) == [
+            "chain", "head", "head", "versions"]
 
 
 def test_verify_reports_a_missing_digest_and_a_swapped_order(
@@ -651,7 +655,9 @@ def test_verify_reports_a_missing_digest_and_a_swapped_order(
            "UPDATE event_store SET version = 2 WHERE position = 6",
            "UPDATE event_store SET version = 4 WHERE position = 2")
     report = verify(store)
+    # Versions are part of each chain link, so the changed versions break it too.
     assert [(f.kind, f.stream_id, f.position) for f in report.findings] == [
+        ("chain", "a", 2), ("chain", "a", 6), ("chain", "b", 4),
         ("digest-missing", "b", 4), ("position-order", "a", 2), ("position-order", "a", 3)]
 
 
@@ -830,3 +836,50 @@ def test_verify_finds_an_event_hidden_below_position_1(store: evstore.Store, url
     kinds = {(f.kind, f.stream_id, f.position) for f in report.findings}
     assert ("position", "hidden", -1) in kinds and ("digest", "hidden", -1) in kinds
     assert report.events == 6
+
+
+# -- 7. the hash chain -----------------------------------------------------------------------
+
+
+def _chain(store: evstore.Store) -> list[tuple[int, bytes]]:
+    return [(int(p), bytes(c)) for p, c in store.execute(
+        "SELECT position, chain_digest FROM event_store ORDER BY position")]
+
+
+@pytest.mark.postgres
+def test_the_chain_is_identical_on_both_dialects_and_links_every_event(sqlite_url: str,
+                                                                       pg_url: str) -> None:
+    chains = []
+    for url in (sqlite_url, pg_url):
+        with evstore.connect(url) as store:
+            store.migrate()
+            seed(store)
+            with store.transaction() as tx:
+                tx.append("c", [E("V", {"k": 1.5e300, "n": [1, {"x": None}]}, event_id=NEW_ID)])
+                tx.append("a", [E("T", {"i": "é"}, event_id="01ARZ3NDEKTSV4RRFFQ69G5FBC")], 3)
+            chain = _chain(store)
+            previous = b""
+            for event, (position, link) in zip(store.read_all(), chain, strict=True):
+                assert event.position == position
+                previous = evstore.events.chain_link(
+                    previous, event.content_digest or b"", event.event_id, event.version,
+                    event.stream_id)
+                assert link == previous
+            report = verify(store)
+            assert report.intact and report.chain_head == chain[-1][1]
+            chains.append(chain)
+    assert chains[0] == chains[1] and len(chains[0]) == 7
+
+
+@pytest.mark.postgres
+def test_evstore_append_refuses_isolation_levels_that_would_fork_the_chain(pg_url: str) -> None:
+    with evstore.connect(pg_url) as store:
+        store.migrate()
+        seed(store)
+        with psycopg.connect(parse_url(pg_url).conninfo or "") as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            with pytest.raises(psycopg.errors.InvalidTransactionState, match="READ COMMITTED"):
+                conn.execute(
+                    "SELECT * FROM evstore_append('x', 'any', NULL, ARRAY[%s], ARRAY['T'], "
+                    "ARRAY['{}'], ARRAY['{}'], ARRAY[%s::bytea], 1000)", (NEW_ID, GOOD_DIGEST))
+        assert verify(store).intact and store.head_position() == 5

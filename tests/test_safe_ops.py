@@ -104,7 +104,7 @@ def test_rollback_of_a_column_holding_events_is_refused(file_url: str) -> None:
     with evstore.connect(file_url) as store:
         store.migrate()
         store.append("s", [evstore.NewEvent("T", {})])
-    digest = IDS.index("0009_event_store_content_digest")
+    digest = IDS.index("0009_event_store_digests")
     refused = run("rollback", "--database", file_url, "--count", str(len(IDS) - digest))
     assert refused.returncode == 2, refused.stderr
     assert "column content_digest of event_store (holds rows" in refused.stderr

@@ -6,7 +6,10 @@
 --   * positions are drawn from the identity sequence while the advisory lock 1702261620
 --     ("evst") is held, so readers see them in commit order and never skip one;
 --   * versions follow the stream head, which moves in the same statement;
---   * every event has a content digest.
+--   * every event has a content digest, and its chain digest links it to the event before
+--     it (0009); the chain head is read under the lock, so appends extend one chain. That
+--     needs READ COMMITTED, where each statement sees what committed before it: under a
+--     snapshot taken earlier the chain head could be stale, so other levels are refused.
 -- search_path is pinned to this schema with pg_temp last, so a role cannot shadow the tables
 -- with temporary ones; set_config(..., true) below lasts only for this migration's transaction.
 --
@@ -36,6 +39,8 @@ AS $$
 #variable_conflict use_column
 DECLARE
     n        integer := cardinality(p_event_ids);
+    chain    bytea;
+    chains   bytea[];
     new_head bigint;
     saved    text := current_setting('lock_timeout');
 BEGIN
@@ -47,6 +52,12 @@ BEGIN
        OR array_position(p_content_digests, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'evstore: evstore_append needs one event id, type, payload, metadata and content digest per event, and at least one event'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'evstore: evstore_append() runs only at READ COMMITTED, not %',
+            current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'The chain head is read under the append lock; an older snapshot would fork the chain.';
     END IF;
     PERFORM set_config('lock_timeout', greatest(p_lock_timeout_ms, 0) || 'ms', true);
 
@@ -80,15 +91,27 @@ BEGIN
     PERFORM pg_advisory_xact_lock(1702261620);
     PERFORM set_config('lock_timeout', saved, true);
 
+    -- The chain continues from the newest event that has a chain digest.
+    SELECT e.chain_digest INTO chain FROM event_store AS e
+    WHERE e.chain_digest IS NOT NULL ORDER BY e.position DESC LIMIT 1;
+    chain := coalesce(chain, ''::bytea);
+    FOR i IN 1..n LOOP
+        chain := sha256(chain || p_content_digests[i] || convert_to(p_event_ids[i], 'UTF8')
+                        || int8send(new_head - n + i) || convert_to(p_stream_id, 'UTF8'));
+        chains[i] := chain;
+    END LOOP;
+
     -- Lets this INSERT past event_store_check_insert, and only this one.
     PERFORM set_config('evstore.appending', 'on', true);
     RETURN QUERY
     INSERT INTO event_store AS e
-        (event_id, stream_id, version, event_type, payload, metadata, content_digest)
+        (event_id, stream_id, version, event_type, payload, metadata, content_digest,
+         chain_digest)
     SELECT u.event_id, p_stream_id, new_head - n + u.ord, u.event_type,
-           u.payload::jsonb, u.metadata::jsonb, u.content_digest
-    FROM unnest(p_event_ids, p_event_types, p_payloads, p_metadatas, p_content_digests)
-         WITH ORDINALITY AS u(event_id, event_type, payload, metadata, content_digest, ord)
+           u.payload::jsonb, u.metadata::jsonb, u.content_digest, u.chain_digest
+    FROM unnest(p_event_ids, p_event_types, p_payloads, p_metadatas, p_content_digests, chains)
+         WITH ORDINALITY AS u(event_id, event_type, payload, metadata, content_digest,
+                              chain_digest, ord)
     RETURNING e.position, e.version, e.recorded_at;
     PERFORM set_config('evstore.appending', 'off', true);
 END;

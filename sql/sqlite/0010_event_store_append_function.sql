@@ -10,6 +10,8 @@
 --     position the row really got.
 --   * The version must be exactly one more than the stream's last event, and at most the
 --     stream head that the append moved first in the same transaction.
+--   * A row without a chain digest is not refused here (anyone who can write the file can
+--     compute one); `evstore verify` reports it, and every link that does not follow.
 
 CREATE TRIGGER event_store_check_insert
     BEFORE INSERT ON event_store
