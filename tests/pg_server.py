@@ -9,7 +9,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -37,9 +38,30 @@ def _bindir() -> Path | None:
     return None
 
 
+@dataclass
+class LocalServer:
+    """A private PostgreSQL started from the local binaries: its port, socket folder, and a
+    way to stop it at once (pg_ctl stop -m immediate)."""
+
+    port: int
+    socket_dir: str
+    _pg_ctl: Callable[..., None]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def socket_conninfo(self, dbname: str = "postgres") -> str:
+        return f"host={self.socket_dir} port={self.port} user=postgres dbname={dbname}"
+
+    def stop(self) -> None:
+        self._pg_ctl("-m", "immediate", "-w", "stop")
+
+
 @contextlib.contextmanager
-def throwaway_server() -> Iterator[str]:
-    """initdb + pg_ctl in a temporary folder, as an unprivileged user when run as root."""
+def local_server(hba: str | None = None, settings: Sequence[str] = ()) -> Iterator[LocalServer]:
+    """initdb + pg_ctl in a temporary folder, as an unprivileged user when run as root (initdb
+    refuses root). `hba` replaces pg_hba.conf; `settings` are extra `-c name=value`."""
     bindir = _bindir()
     if bindir is None:
         raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl) found")
@@ -58,23 +80,32 @@ def throwaway_server() -> Iterator[str]:
 
     port = _free_port()
     env = {**os.environ, "LC_ALL": "C"}
-    subprocess.run(
-        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
-        check=True, capture_output=True, preexec_fn=preexec, env=env, cwd=workdir,
-    )
-    subprocess.run(
-        [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(workdir / "log"), "-w", "-o",
-         f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-        check=True, capture_output=True, preexec_fn=preexec, env=env, cwd=workdir,
-    )
+
+    def pg_ctl(*args: str, check: bool = False) -> None:
+        subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), *args], check=check,
+                       capture_output=True, preexec_fn=preexec, env=env, cwd=workdir)
+
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
         subprocess.run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True, preexec_fn=preexec, env=env, cwd=workdir,
-        )
+            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E",
+             "UTF8"], check=True, capture_output=True, preexec_fn=preexec, env=env, cwd=workdir)
+        if hba is not None:
+            subprocess.run(["/bin/sh", "-c", 'printf "%s" "$1" > "$2"', "sh", hba,
+                            str(data / "pg_hba.conf")], check=True, preexec_fn=preexec)
+        options = " ".join([f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off",
+                            *(f"-c {setting}" for setting in settings)])
+        pg_ctl("-l", str(workdir / "log"), "-w", "-o", options, "start", check=True)
+        yield LocalServer(port, str(sock), pg_ctl)
+    finally:
+        pg_ctl("-m", "immediate", "-w", "stop")
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_server() -> Iterator[str]:
+    """A trusting local server for the whole run, when no DSN is given."""
+    with local_server() as server:
+        yield server.url
 
 
 def _has_user(name: str) -> bool:

@@ -7,14 +7,8 @@ misses the commit would stop at its idle_timeout (StopIteration) instead of deli
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -25,7 +19,7 @@ from evstore import NewEvent
 from evstore.errors import ConnectionFailed
 from evstore.store import Tail
 from evstore.urls import parse_url
-from tests.pg_server import _bindir, _free_port, _has_user
+from tests.pg_server import local_server
 
 E = NewEvent
 IDLE = 10.0  # a safety net only: a correct tail never waits this long in these tests
@@ -190,45 +184,9 @@ def test_postgres_tail_reconnects_and_resumes_after_its_last_event(pg_url: str) 
 
 @contextlib.contextmanager
 def stoppable_server() -> Iterator[tuple[str, Any]]:
-    """A private PostgreSQL (initdb + pg_ctl, as tests/pg_server.py starts one) and a function
-    that stops it at once (pg_ctl stop -m immediate)."""
-    bindir = _bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL binaries (initdb, pg_ctl) to start a private server")
-    workdir = Path(tempfile.mkdtemp(prefix="evstore-tail-pg-"))
-    data, sock = workdir / "data", workdir / "sock"
-    sock.mkdir()
-    preexec = None
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres" if _has_user("postgres") else "nobody")
-        os.chown(workdir, user.pw_uid, user.pw_gid)
-        os.chown(sock, user.pw_uid, user.pw_gid)
-
-        def preexec() -> None:
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-
-    env = {**os.environ, "LC_ALL": "C"}
-    port = _free_port()
-
-    def pg_ctl(*args: str, check: bool = False) -> None:
-        subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), *args], check=check,
-                       capture_output=True, preexec_fn=preexec, env=env, cwd=workdir)
-
-    def stop() -> None:
-        pg_ctl("-m", "immediate", "-w", "stop")
-
-    try:
-        subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E",
-             "UTF8"], check=True, capture_output=True, preexec_fn=preexec, env=env, cwd=workdir)
-        pg_ctl("-l", str(workdir / "log"), "-w", "-o",
-               f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
-               check=True)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
-    finally:
-        stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    """A private PostgreSQL (tests/pg_server.py) and a function that stops it at once."""
+    with local_server() as server:
+        yield server.url, server.stop
 
 
 @pytest.mark.postgres
