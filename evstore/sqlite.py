@@ -37,25 +37,35 @@ from evstore.events import (
     Snapshot,
     decode_json,
 )
+from evstore.queries import load
+from evstore.shared_backend import NO_PARAMS, Params, SharedBackend, by_version
 from evstore.urls import DatabaseURL, Dialect
 
 _ROWS_PER_INSERT = 1000  # 7 parameters a row, well under SQLite's 32766-variable limit
 
-_EVENT_COLUMNS = (
-    "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at, "
-    "content_digest"
-)
+_QUERIES = load("sqlite")  # sql/queries/sqlite.sql
+SQL = {name: q.sql for name, q in _QUERIES.items()}
+_INSERT = _QUERIES["sqlite_insert_event"]
+# The append binds the insert's parameters by position, in this order (see _insert_sql).
+assert _INSERT.params == (
+    "event_id", "stream_id", "version", "event_type", "payload", "metadata", "content_digest"
+), _INSERT.params
+_BEGIN, _COMMIT, _ROLLBACK = SQL["sqlite_begin"], SQL["sqlite_commit"], SQL["sqlite_rollback"]
+
 _loads = decode_json
 _parse_time = datetime.fromisoformat  # reads the trailing Z as UTC on Python 3.11+
 
 
 @lru_cache(maxsize=64)
 def _insert_sql(rows: int) -> str:
-    values = ",".join(["(?,?,?,?,?,?,?)"] * rows)
-    return (
-        "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata, "
-        f"content_digest) VALUES {values} RETURNING position, version, recorded_at"
-    )
+    """sqlite_insert_event with its VALUES row repeated: one statement for up to
+    _ROWS_PER_INSERT events, the one exception to running a named query as written."""
+    return _INSERT.repeated_rows(rows)
+
+
+def quote_identifier(name: str) -> str:
+    """An SQLite identifier in double quotes, inner quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 _from_row = RecordedEvent.from_row
@@ -112,10 +122,10 @@ def open_connection(url: DatabaseURL, lock_timeout: float = 5.0) -> sqlite3.Conn
         conn = sqlite3.connect(
             path, timeout=lock_timeout, isolation_level=None, check_same_thread=False
         )
-        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(SQL["sqlite_foreign_keys"])
         if not url.is_memory:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(SQL["sqlite_journal_wal"])
+            conn.execute(SQL["sqlite_synchronous_full"])
     except sqlite3.Error as e:
         raise ConnectionFailed(
             f"cannot open SQLite database {path!r}: {e}; check the path and its permissions"
@@ -123,8 +133,10 @@ def open_connection(url: DatabaseURL, lock_timeout: float = 5.0) -> sqlite3.Conn
     return conn
 
 
-class SQLiteBackend:
+class SQLiteBackend(SharedBackend):
     dialect: Dialect = "sqlite"
+    _sql = SQL
+    _no_limit = -1
 
     def __init__(
         self,
@@ -186,10 +198,11 @@ class SQLiteBackend:
         depth = self._depth
         try:
             if depth == 0:
-                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.execute(_BEGIN)
                 end = ""
             else:
-                end = f"evstore_{depth}"
+                # Transaction control by savepoint name: built here, the name quoted.
+                end = quote_identifier(f"evstore_{depth}")
                 self.conn.execute(f"SAVEPOINT {end}")
         except sqlite3.Error as e:
             raise translate(e, self.lock_timeout) from e
@@ -199,7 +212,7 @@ class SQLiteBackend:
     def _commit(self, end: str) -> None:
         self._depth -= 1
         try:
-            self.conn.execute(f"RELEASE {end}" if end else "COMMIT")
+            self.conn.execute(f"RELEASE {end}" if end else _COMMIT)
         except sqlite3.Error as e:
             if not end:
                 self._rollback_quietly()
@@ -211,13 +224,13 @@ class SQLiteBackend:
             self.conn.execute(f"ROLLBACK TO {end}")
             self.conn.execute(f"RELEASE {end}")
         else:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute(_ROLLBACK)
 
     def _rollback_quietly(self) -> None:
         """After a failed COMMIT (SQLITE_BUSY, disk full) the transaction may still be open."""
         if self.conn.in_transaction:
             try:
-                self.conn.execute("ROLLBACK")
+                self.conn.execute(_ROLLBACK)
             except sqlite3.Error:
                 pass
 
@@ -236,7 +249,8 @@ class SQLiteBackend:
                 try:
                     row = conn.execute(head_sql, params_head).fetchone()
                     if row is None and expected is ANY:
-                        row = conn.execute(_HEAD_NEW, (stream_id, n)).fetchone()
+                        new = {"stream_id": stream_id, "count": n}
+                        row = conn.execute(_HEAD_NEW, new).fetchone()
                 except sqlite3.IntegrityError as error:
                     if "head exists" in str(error):  # NO_STREAM, and the stream exists
                         raise AppendConflict("version") from error
@@ -273,7 +287,7 @@ class SQLiteBackend:
         finally:
             self._lock.release()
         # RETURNING gives rows in no promised order; versions put them back in append order.
-        returned.sort(key=_by_version)
+        returned.sort(key=by_version)
         return [
             _from_row(
                 (position, stream_id, version, e.event_id, e.type, e.payload, e.metadata,
@@ -284,7 +298,7 @@ class SQLiteBackend:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    def _rows(self, sql: str, params: Params = NO_PARAMS) -> list[Any]:
         """Run one statement under the Store's lock and fetch its rows."""
         self._acquire()
         try:
@@ -294,93 +308,22 @@ class SQLiteBackend:
         finally:
             self._lock.release()
 
-    def _select(self, sql: str, params: Sequence[Any]) -> list[RecordedEvent]:
+    def _select(self, sql: str, params: Params) -> list[RecordedEvent]:
         return list(map(_from_row, self._rows(sql, params)))
 
-    def find_events(self, event_ids: Sequence[str]) -> list[RecordedEvent]:
-        return self._select(
-            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE event_id IN "
-            f"(SELECT value FROM json_each(?)) ORDER BY position",
-            (json.dumps(list(event_ids)),),
-        )
+    def _values(self, values: Sequence[str]) -> Any:
+        return json.dumps(list(values))
 
-    def stream_version(self, stream_id: str) -> int | None:
-        rows = self._rows("SELECT version FROM stream WHERE stream_id = ?", (stream_id,))
-        return int(rows[0][0]) if rows else None
+    def _snapshot(self, row: Sequence[Any]) -> Snapshot:
+        return Snapshot(row[0], row[1], _loads(row[2]), _parse_time(row[3]))
 
-    def read_stream(
-        self, stream_id: str, from_version: int, limit: int | None, backwards: bool
-    ) -> list[RecordedEvent]:
-        cmp, order = ("<=", "DESC") if backwards else (">=", "ASC")
-        return self._select(
-            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE stream_id = ? AND version {cmp} ? "
-            f"ORDER BY version {order} LIMIT ?",
-            (stream_id, from_version, -1 if limit is None else limit),
-        )
-
-    def read_all(
-        self, after: int, limit: int, types: Sequence[str] | None
-    ) -> list[RecordedEvent]:
-        if types is None:
-            return self._select(
-                f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE position > ? "
-                "ORDER BY position LIMIT ?",
-                (after, limit),
-            )
-        return self._select(
-            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE position > ? AND event_type IN "
-            "(SELECT value FROM json_each(?)) ORDER BY position LIMIT ?",
-            (after, json.dumps(list(types)), limit),
-        )
-
-    def head_position(self) -> int:
-        return int(self._rows("SELECT max(position) FROM event_store")[0][0] or 0)
-
-    # -- snapshots ---------------------------------------------------------------------------
+    # The other reads, snapshots and checkpoints: evstore.shared_backend.
 
     def save_snapshot(self, stream_id: str, version: int, state: str) -> Snapshot:
         row = self._rows(
-            "INSERT INTO snapshot (stream_id, version, state) VALUES (?, ?, ?) "
-            "ON CONFLICT (stream_id, version) DO UPDATE SET state = excluded.state, "
-            "created_at = excluded.created_at RETURNING created_at",
-            (stream_id, version, state),
+            SQL["save_snapshot"], {"stream_id": stream_id, "version": version, "state": state}
         )[0]
         return Snapshot(stream_id, version, _loads(state), _parse_time(row[0]))
-
-    def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        rows = self._rows(
-            "SELECT stream_id, version, state, created_at FROM snapshot WHERE stream_id = ? "
-            "ORDER BY version DESC LIMIT 1",
-            (stream_id,),
-        )
-        if not rows:
-            return None
-        row = rows[0]
-        return Snapshot(row[0], row[1], _loads(row[2]), _parse_time(row[3]))
-
-    # -- checkpoints -------------------------------------------------------------------------
-
-    def checkpoint(self, name: str, for_update: bool) -> int:
-        rows = self._rows(
-            "SELECT position FROM subscription WHERE name = ? AND deleted_at IS NULL", (name,)
-        )
-        return int(rows[0][0]) if rows else 0
-
-    def set_checkpoint(self, name: str, position: int) -> None:
-        self._rows(
-            "INSERT INTO subscription (name, position) VALUES (?, ?) "
-            "ON CONFLICT (name) WHERE deleted_at IS NULL DO UPDATE SET position = "
-            "excluded.position",
-            (name, position),
-        )
-
-    def delete_checkpoint(self, name: str) -> bool:
-        rows = self._rows(
-            "UPDATE subscription SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-            "WHERE name = ? AND deleted_at IS NULL RETURNING subscription_id",
-            (name,),
-        )
-        return bool(rows)
 
     # -- projections and tails ---------------------------------------------------------------
 
@@ -397,11 +340,11 @@ class SQLiteBackend:
         yields False after each quiet interval, so the caller can check its own stop
         conditions. An in-memory database has one connection only, so every interval counts
         as a change."""
-        last = self._rows("PRAGMA data_version")[0][0]
+        last = self._rows(SQL["sqlite_data_version"])[0][0]
         yield True
         while True:
             time.sleep(poll_interval)
-            current = self._rows("PRAGMA data_version")[0][0]
+            current = self._rows(SQL["sqlite_data_version"])[0][0]
             changed = current != last or self.url.is_memory
             last = current
             yield changed
@@ -420,28 +363,21 @@ def _conflict_reason(message: str) -> str | None:
     return None
 
 
-def _by_version(row: tuple[int, int, str]) -> int:
-    return row[1]
-
-
 # One statement moves the stream head and checks the expected version; each form returns the
 # new version, or no row when the expectation does not hold (as on PostgreSQL). A head that does
 # not exist yet is inserted by a second statement (ANY) or only (NO_STREAM): the trigger
 # stream_check_insert (0011) refuses to insert a head that exists, which also closes
 # INSERT OR REPLACE, so no form may rely on an upsert.
-_HEAD_ANY = "UPDATE stream SET version = version + ? WHERE stream_id = ? RETURNING version"
-_HEAD_NEW = "INSERT INTO stream (stream_id, version) VALUES (?, ?) RETURNING version"
+_HEAD_ANY = SQL["sqlite_head_any"]
+_HEAD_NEW = SQL["sqlite_head_new"]
 _HEAD_EXISTS = _HEAD_ANY
-_HEAD_EXACT = (
-    "UPDATE stream SET version = version + ? WHERE stream_id = ? AND version = ? "
-    "RETURNING version"
-)
+_HEAD_EXACT = SQL["sqlite_head_exact"]
 
 
-def _head(expected: Expected, stream_id: str, n: int) -> tuple[str, tuple[Any, ...]]:
+def _head(expected: Expected, stream_id: str, n: int) -> tuple[str, dict[str, Any]]:
     """The head statement for this expectation, with its parameters."""
     if expected is ANY or expected is STREAM_EXISTS:
-        return _HEAD_ANY, (n, stream_id)
+        return _HEAD_ANY, {"count": n, "stream_id": stream_id}
     if expected is NO_STREAM or expected == 0:
-        return _HEAD_NEW, (stream_id, n)
-    return _HEAD_EXACT, (n, stream_id, expected)
+        return _HEAD_NEW, {"stream_id": stream_id, "count": n}
+    return _HEAD_EXACT, {"count": n, "stream_id": stream_id, "expected": expected}
