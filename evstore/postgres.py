@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -34,18 +34,18 @@ from evstore.errors import (
     DatabaseError,
     EvstoreError,
 )
-from evstore.events import (
-    ANY,
-    NO_STREAM,
-    STREAM_EXISTS,
-    EncodedEvent,
-    Expected,
-    RecordedEvent,
-    decode_json,
-)
+from evstore.events import EncodedEvent, Expected, RecordedEvent, decode_json
 from evstore.events import Snapshot as SnapshotRecord
 from evstore.queries import sql as named_sql
-from evstore.shared_backend import NO_PARAMS, Params, SharedBackend, by_version, first_line
+from evstore.shared_backend import (
+    NO_PARAMS,
+    Params,
+    SharedBackend,
+    append_kind,
+    by_version,
+    first_line,
+    translating,
+)
 from evstore.urls import DatabaseURL, Dialect
 
 # pg_advisory_xact_lock key of the append path: 0x65767374 spells "evst".
@@ -59,23 +59,9 @@ SQL = named_sql("postgres")
 APPEND_SQL = SQL["postgres_append"]
 
 
-def _append_kind(expected: Expected) -> str:
-    if expected is ANY:
-        return "any"
-    if expected is NO_STREAM or expected == 0:
-        return "no_stream"
-    if expected is STREAM_EXISTS:
-        return "exists"
-    return "exact"
-
-
-@contextmanager
-def translated() -> Iterator[None]:
-    """The one place where psycopg errors become evstore errors."""
-    try:
-        yield
-    except psycopg.Error as e:
-        raise translate(e) from e
+def translated() -> AbstractContextManager[None]:
+    """A block whose psycopg errors leave it as evstore errors (through translate)."""
+    return translating(psycopg.Error, translate)
 
 
 def translate(error: psycopg.Error, lock_timeout: float | None = None) -> EvstoreError:
@@ -276,7 +262,7 @@ class PostgresBackend(SharedBackend):
     ) -> list[RecordedEvent]:
         params = {
             "stream_id": stream_id,
-            "kind": _append_kind(expected),
+            "kind": append_kind(expected),
             "expected": expected if isinstance(expected, int) else None,
             "event_ids": [e.event_id for e in events],
             "event_types": [e.type for e in events],

@@ -7,10 +7,12 @@ values travels (an array, or a JSON array text), and what "no limit" is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from evstore.events import RecordedEvent, Snapshot
+from evstore.errors import EvstoreError
+from evstore.events import ANY, NO_STREAM, STREAM_EXISTS, Expected, RecordedEvent, Snapshot
 
 Params = Sequence[Any] | Mapping[str, Any]
 NO_PARAMS: Params = ()
@@ -84,6 +86,18 @@ class SharedBackend:
         return bool(self._rows(self._sql["delete_checkpoint"], {"name": name}))
 
 
+def append_kind(expected: Expected) -> str:
+    """How an append checks the stream's version: any, no_stream, exists or exact, the kinds
+    of evstore_append() (migration 0010), which SQLite's head statements mirror."""
+    if expected is ANY:
+        return "any"
+    if expected is NO_STREAM or expected == 0:
+        return "no_stream"
+    if expected is STREAM_EXISTS:
+        return "exists"
+    return "exact"
+
+
 def by_version(row: Sequence[Any]) -> int:
     """The sort key that puts RETURNING rows (position, version, ...) back in append order:
     RETURNING gives rows in no promised order."""
@@ -93,3 +107,15 @@ def by_version(row: Sequence[Any]) -> int:
 def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def translating(
+    driver_error: type[Exception], translate: Callable[[Any], EvstoreError]
+) -> Iterator[None]:
+    """The driver's errors raised in the block become evstore errors, by the dialect's one
+    translate function."""
+    try:
+        yield
+    except driver_error as e:
+        raise translate(e) from e

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -27,18 +27,9 @@ from evstore.errors import (
     DatabaseError,
     EvstoreError,
 )
-from evstore.events import (
-    ANY,
-    NO_STREAM,
-    STREAM_EXISTS,
-    EncodedEvent,
-    Expected,
-    RecordedEvent,
-    Snapshot,
-    decode_json,
-)
+from evstore.events import EncodedEvent, Expected, RecordedEvent, Snapshot, decode_json
 from evstore.queries import load
-from evstore.shared_backend import NO_PARAMS, Params, SharedBackend, by_version
+from evstore.shared_backend import Params, SharedBackend, append_kind, by_version, translating
 from evstore.urls import DatabaseURL, Dialect
 
 _ROWS_PER_INSERT = 1000  # 7 parameters a row, well under SQLite's 32766-variable limit
@@ -71,13 +62,9 @@ def quote_identifier(name: str) -> str:
 _from_row = RecordedEvent.from_row
 
 
-@contextmanager
-def translated() -> Iterator[None]:
-    """The one place where sqlite3 errors become evstore errors."""
-    try:
-        yield
-    except sqlite3.Error as e:
-        raise translate(e) from e
+def translated() -> AbstractContextManager[None]:
+    """A block whose sqlite3 errors leave it as evstore errors (through translate)."""
+    return translating(sqlite3.Error, translate)
 
 
 def translate(error: sqlite3.Error, lock_timeout: float | None = None) -> EvstoreError:
@@ -241,14 +228,15 @@ class SQLiteBackend(SharedBackend):
     ) -> list[RecordedEvent]:
         conn = self.conn
         n = len(events)
-        head_sql, params_head = _head(expected, stream_id, n)
+        kind = append_kind(expected)
+        head_sql, params_head = _head(kind, expected, stream_id, n)
         self._acquire()
         try:
             end = self._begin()
             try:
                 try:
                     row = conn.execute(head_sql, params_head).fetchone()
-                    if row is None and expected is ANY:
+                    if row is None and kind == "any":
                         new = {"stream_id": stream_id, "count": n}
                         row = conn.execute(_HEAD_NEW, new).fetchone()
                 except sqlite3.IntegrityError as error:
@@ -298,7 +286,7 @@ class SQLiteBackend(SharedBackend):
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _rows(self, sql: str, params: Params = NO_PARAMS) -> list[Any]:
+    def _rows(self, sql: str, params: Params = ()) -> list[Any]:
         """Run one statement under the Store's lock and fetch its rows."""
         self._acquire()
         try:
@@ -374,10 +362,12 @@ _HEAD_EXISTS = _HEAD_ANY
 _HEAD_EXACT = SQL["sqlite_head_exact"]
 
 
-def _head(expected: Expected, stream_id: str, n: int) -> tuple[str, dict[str, Any]]:
-    """The head statement for this expectation, with its parameters."""
-    if expected is ANY or expected is STREAM_EXISTS:
+def _head(
+    kind: str, expected: Expected, stream_id: str, n: int
+) -> tuple[str, dict[str, Any]]:
+    """The head statement for this kind of expectation (append_kind), with its parameters."""
+    if kind == "any" or kind == "exists":
         return _HEAD_ANY, {"count": n, "stream_id": stream_id}
-    if expected is NO_STREAM or expected == 0:
+    if kind == "no_stream":
         return _HEAD_NEW, {"stream_id": stream_id, "count": n}
     return _HEAD_EXACT, {"count": n, "stream_id": stream_id, "expected": expected}
