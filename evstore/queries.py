@@ -19,9 +19,9 @@ from pathlib import Path
 
 from evstore.urls import Dialect
 
-_NAME = re.compile(r"^--\s*name:\s*(\S+)\s*$")
+NAME_LINE = re.compile(r"^--\s*name:\s*(\S+)\s*$")
 # A string literal (left alone), or a :name parameter, maybe cast to an array type (binary).
-_PARAM = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)(::\w+\[\])?")
+PARAM = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)(::\w+\[\])?")
 DIALECT_ONLY = ("postgres_", "sqlite_")
 
 
@@ -37,16 +37,23 @@ class Query:
     def repeated_rows(self, rows: int) -> str:
         """The statement with its VALUES row written `rows` times, parameters as `?` bound by
         position in the order of `params` (SQLite's multi-row insert)."""
-        qmark = _PARAM.sub(lambda m: "?" if m.group(1) else m.group(0), self.text)
+        qmark = PARAM.sub(lambda m: "?" if m.group(1) else m.group(0), self.text)
         head, row, tail = re.split(r"(\([?,\s]*\))", qmark, maxsplit=1)
         return head + ",".join([re.sub(r"\s+", "", row)] * rows) + tail
+
+
+def numbered(query: Query) -> str:
+    """The text with PostgreSQL's own $1, $2... for its parameters (for its parser)."""
+    at = {name: f"${i}" for i, name in enumerate(query.params, 1)}
+    return PARAM.sub(lambda m: at[m.group(1)] + (m.group(2) or "") if m.group(1) else m.group(0),
+                     query.text)
 
 
 def parse(text: str, dialect: Dialect) -> dict[str, Query]:
     """The blocks of one file, by name (a repeated name keeps the last; lint reports it)."""
     blocks: list[tuple[str, int, list[str]]] = []
     for number, line in enumerate(text.splitlines(), 1):
-        m = _NAME.match(line)
+        m = NAME_LINE.match(line)
         if m:
             blocks.append((m.group(1), number, []))
         elif blocks:
@@ -54,10 +61,10 @@ def parse(text: str, dialect: Dialect) -> dict[str, Query]:
     out = {}
     for name, number, lines in blocks:
         description = ""
-        if lines and lines[0].startswith("-- ") and not _NAME.match(lines[0]):
+        if lines and lines[0].startswith("-- ") and not NAME_LINE.match(lines[0]):
             description = lines.pop(0)[3:].strip()
         body = "\n".join(lines).strip().rstrip(";").strip()
-        params = tuple(dict.fromkeys(m.group(1) for m in _PARAM.finditer(body) if m.group(1)))
+        params = tuple(dict.fromkeys(m.group(1) for m in PARAM.finditer(body) if m.group(1)))
         out[name] = Query(name, description, body, number, params, _for_driver(body, dialect))
     return out
 
@@ -74,7 +81,7 @@ def _for_driver(text: str, dialect: Dialect) -> str:
     return _PARAM_OR_PERCENT.sub(placeholder, text)
 
 
-_PARAM_OR_PERCENT = re.compile(_PARAM.pattern + "|%")
+_PARAM_OR_PERCENT = re.compile(PARAM.pattern + "|%")
 
 
 def queries_file(dialect: Dialect, sql_dir: Path | None = None) -> Path:
