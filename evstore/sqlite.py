@@ -237,8 +237,7 @@ class SQLiteBackend(SharedBackend):
                 try:
                     row = conn.execute(head_sql, params_head).fetchone()
                     if row is None and kind == "any":
-                        new = {"stream_id": stream_id, "count": n}
-                        row = conn.execute(_HEAD_NEW, new).fetchone()
+                        row = conn.execute(_HEAD_NEW, (stream_id, n)).fetchone()
                 except sqlite3.IntegrityError as error:
                     if "head exists" in str(error):  # NO_STREAM, and the stream exists
                         raise AppendConflict("version") from error
@@ -356,18 +355,21 @@ def _conflict_reason(message: str) -> str | None:
 # not exist yet is inserted by a second statement (ANY) or only (NO_STREAM): the trigger
 # stream_check_insert (0011) refuses to insert a head that exists, which also closes
 # INSERT OR REPLACE, so no form may rely on an upsert.
-_HEAD_ANY = SQL["sqlite_head_any"]
-_HEAD_NEW = SQL["sqlite_head_new"]
-_HEAD_EXISTS = _HEAD_ANY
-_HEAD_EXACT = SQL["sqlite_head_exact"]
+# Bound by position (a tuple binds faster than a dict), in the order the file writes them.
+_HEAD_ANY = _QUERIES["sqlite_head_any"].positional()
+_HEAD_NEW = _QUERIES["sqlite_head_new"].positional()
+_HEAD_EXACT = _QUERIES["sqlite_head_exact"].positional()
+assert _QUERIES["sqlite_head_any"].params == ("count", "stream_id")
+assert _QUERIES["sqlite_head_new"].params == ("stream_id", "count")
+assert _QUERIES["sqlite_head_exact"].params == ("count", "stream_id", "expected")
 
 
 def _head(
     kind: str, expected: Expected, stream_id: str, n: int
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[str, tuple[Any, ...]]:
     """The head statement for this kind of expectation (append_kind), with its parameters."""
     if kind == "any" or kind == "exists":
-        return _HEAD_ANY, {"count": n, "stream_id": stream_id}
+        return _HEAD_ANY, (n, stream_id)
     if kind == "no_stream":
-        return _HEAD_NEW, {"stream_id": stream_id, "count": n}
-    return _HEAD_EXACT, {"count": n, "stream_id": stream_id, "expected": expected}
+        return _HEAD_NEW, (stream_id, n)
+    return _HEAD_EXACT, (n, stream_id, expected)
