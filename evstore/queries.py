@@ -1,13 +1,15 @@
 """The named runtime queries of sql/queries/<dialect>.sql: parse the blocks, translate the
 parameters for the driver. The files' headers describe the format.
 
-Why a loader of our own and not aiosql (15.0): measured on the append path, min of 7 repeats,
-time per call of the statement alone (scripts/bench_queries.py):
-  SQLite :memory:, one-event head UPDATE:  this loader 3.0 us, aiosql 4.4 us (+1.4 us a call)
-  PostgreSQL, 100-event evstore_append():  this loader 1.83 ms, aiosql 1.84 ms (binary %b
-  parameters need a hand-written psycopg form either way: aiosql passes :name as %(name)s)
-aiosql adds a call layer (a query function per name, its own parameter handling) and a runtime
-dependency for what is here one regular expression; the store's append stays on the driver.
+Why a loader of our own and not aiosql (15.0), measured with scripts/bench_queries.py (the
+append path's statements from these files, minimum of 7 runs, two runs of the script):
+  SQLite :memory:, 1-event append (BEGIN, head UPDATE, INSERT, COMMIT):
+      this loader 29.0-30.0 us, aiosql 36.7-37.1 us: about 3.5 us more per aiosql query call
+  PostgreSQL, 100-event evstore_append():
+      this loader 2.44-3.02 ms, aiosql 4.97-5.11 ms: aiosql sends every parameter as text
+      (%(name)s), so the JSON arrays lose the binary %b format and are escaped quote by quote
+aiosql is slower on both, and would be a runtime dependency for what is one regular
+expression here; the store keeps calling the driver directly with the translated text.
 """
 
 from __future__ import annotations
