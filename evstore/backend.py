@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -59,5 +59,9 @@ class Backend(Protocol):
     def delete_checkpoint(self, name: str) -> bool: ...
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def run(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """One of the dialect's named queries (sql/queries), by name."""
+        ...
 
     def changes(self, poll_interval: float) -> Iterator[bool]: ...

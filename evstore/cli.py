@@ -195,12 +195,7 @@ def _open(args: argparse.Namespace, *, must_exist: bool = False) -> evstore.Stor
 
 def _require_tables(store: evstore.Store) -> None:
     """A database evstore never migrated: say so, instead of a driver's "no such table"."""
-    if store.dialect == "sqlite":
-        rows = store.execute(
-            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'event_store'")
-    else:
-        rows = store.execute("SELECT 1 WHERE to_regclass('event_store') IS NOT NULL")
-    if not rows:
+    if not store.run_query("event_store_exists"):
         where = f" in schema {store.schema}" if store.schema else ""
         raise UsageError(
             f"{store.url.redacted} has no event store tables{where}; run `evstore migrate` on "
@@ -520,10 +515,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
     _require_existing(url)
     if url.dialect == "postgres":
         from evstore.catalog import postgres as pg_catalog
+        from evstore.postgres import SQL as PG_SQL
         from evstore.postgres import open_connection
 
         with open_connection(url, _schema(args)) as conn:
-            row = conn.execute("SELECT current_schema()").fetchone()
+            row = conn.execute(PG_SQL["postgres_current_schema"]).fetchone()
             schema = pg_catalog.introspect(conn, str(row[0]) if row else "public")
     else:
         from evstore.catalog.parity import introspect_sqlite
@@ -543,11 +539,12 @@ def cmd_grant(args: argparse.Namespace) -> int:
             "grants do not apply to SQLite: it has no roles or privileges; control access "
             "with the file's permissions (chmod), or give a PostgreSQL --database"
         )
+    from evstore.postgres import SQL as PG_SQL
     from evstore.postgres import open_connection, translated
 
     with open_connection(url, _schema(args)) as conn:
         check_role(conn, args.role)
-        row = conn.execute("SELECT current_schema()").fetchone()
+        row = conn.execute(PG_SQL["postgres_current_schema"]).fetchone()
         args.schema = _schema(args) or (str(row[0]) if row and row[0] else "public")
         if args.apply:
             with translated(), conn.transaction():
@@ -916,7 +913,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _USAGE_ERRORS = (
     UsageError, config.ConfigError, errors.InvalidURL, errors.ConnectionFailed,
-    errors.MigrationsNotFound, errors.MigrationLocked, errors.UnknownMigration, errors.InvalidInput,
+    errors.MigrationsNotFound,
+    errors.MigrationLocked, errors.UnknownMigration, errors.InvalidInput,
     errors.BadMigrationName, errors.ConfirmationRequired,
 )
 

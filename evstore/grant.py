@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from evstore import queries
 from evstore.errors import RefusedRole
 
 # What readers, projections, checkpoints and snapshots need; nothing more. The log and the
@@ -65,13 +66,15 @@ def check_role(conn: psycopg.Connection[Any], role: str) -> None:
             f"will not grant to {role!r}: pg_* roles are PostgreSQL's predefined roles; "
             "create a role for the application and grant to it"
         )
-    row = conn.execute("SELECT current_user").fetchone()
+    row = conn.execute(queries.sql("postgres")["postgres_current_user"]).fetchone()
     if row is not None and row[0] == role:
         raise RefusedRole(
             f"will not grant to {role!r}: it is the role running this grant (the owner of the "
             "tables); grant to a separate application role"
         )
-    row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    row = conn.execute(
+        queries.sql("postgres")["postgres_role_is_superuser"], {"role": role}
+    ).fetchone()
     if row is not None and row[0]:
         raise RefusedRole(
             f"will not grant to {role!r}: it is a superuser, which bypasses every privilege; "

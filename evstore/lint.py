@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlparse
 
-from evstore import sumfile
+from evstore import queries, sumfile
 
 DIRECTIVES = ("depends", "transactional")
 _DIRECTIVE_LIKE = re.compile(r"^\s*--\s*([A-Za-z_][\w-]*)\s*:")
@@ -186,6 +186,7 @@ def lint(pg_dir: Path, sqlite_dir: Path, *, squawk: bool = True) -> list[Finding
                                     f"migration {mid} exists for {present} but not for {missing}",
                                     f"add {mid}.sql (and its rollback) to {folders[missing]}, "
                                     "`evstore new` creates both sides"))
+    findings += lint_queries(*query_files(pg_dir, sqlite_dir))
     if squawk and shutil.which("squawk") and folders["postgres"].is_dir():
         findings += _squawk(folders["postgres"])
     return sorted(findings)
@@ -206,4 +207,95 @@ def _squawk(folder: Path) -> list[Finding]:
                                 f"squawk:{r.get('rule_name', '?')}", str(r.get("message", "")),
                                 "; ".join(str(h) for h in r.get("messages", [])) or
                                 "see squawk's documentation for the rule"))
+    return findings
+
+
+# -- the named runtime queries (sql/queries) ------------------------------------------------
+
+
+def query_files(pg_dir: Path, sqlite_dir: Path) -> tuple[Path, Path]:
+    """sql/queries/<dialect>.sql beside the migration folders when there, else the shipped."""
+    pg = Path(pg_dir).parent / "queries" / "postgres.sql"
+    lite = Path(sqlite_dir).parent / "queries" / "sqlite.sql"
+    return (pg if pg.is_file() else queries.queries_file("postgres"),
+            lite if lite.is_file() else queries.queries_file("sqlite"))
+
+
+def lint_queries(pg_file: Path, sqlite_file: Path) -> list[Finding]:
+    """queries-match: both files hold the same names with the same parameters, each block
+    with a description; a postgres_/sqlite_ name only in its own dialect's file.
+    queries-parse: PostgreSQL's parser (pglast, when installed) accepts every query."""
+    findings: list[Finding] = []
+    parsed: dict[str, dict[str, queries.Query]] = {}
+    files = {"postgres": Path(pg_file), "sqlite": Path(sqlite_file)}
+    for dialect, path in files.items():
+        if not path.is_file():
+            findings.append(Finding(str(path), 0, "queries-match", "file of named queries "
+                                    "does not exist", f"create it: sql/queries/{dialect}.sql"))
+            continue
+        text = path.read_text(encoding="utf-8")
+        first = (text.splitlines() or [""])[0]
+        if not re.match(r"^--\s*\S", first) or queries.NAME_LINE.match(first):
+            findings.append(Finding(str(path), 1, "queries-match", "the file does not open with "
+                                    "a one-line comment saying what it is",
+                                    "start it with `-- <what this file holds>`"))
+        seen: set[str] = set()
+        for number, line in enumerate(text.splitlines(), 1):
+            m = queries.NAME_LINE.match(line)
+            if m and m.group(1) in seen:
+                findings.append(Finding(str(path), number, "queries-match",
+                                        f"query {m.group(1)} is defined twice",
+                                        "rename or remove one of the blocks"))
+            elif m:
+                seen.add(m.group(1))
+        parsed[dialect] = queries.parse(text, dialect)  # type: ignore[arg-type]
+        for q in parsed[dialect].values():
+            if not q.description:
+                findings.append(Finding(str(path), q.line, "queries-match",
+                                        f"query {q.name} has no description line",
+                                        "add `-- <what it does>` right after `-- name:`"))
+            if not q.text:
+                findings.append(Finding(str(path), q.line, "queries-match",
+                                        f"query {q.name} has no SQL", "write the statement"))
+            other = "sqlite" if dialect == "postgres" else "postgres"
+            if q.name.startswith(other + "_"):
+                findings.append(Finding(str(path), q.line, "queries-match",
+                                        f"query {q.name} is named for {other} but defined for "
+                                        f"{dialect}", f"move it to {other}.sql or rename it"))
+        if dialect == "postgres":
+            findings += _parse_queries(path, parsed[dialect])
+    if len(parsed) == 2:
+        pg, lite = parsed["postgres"], parsed["sqlite"]
+        for name in sorted(set(pg) | set(lite)):
+            if name.startswith(queries.DIALECT_ONLY):
+                continue
+            if name not in pg or name not in lite:
+                present, missing = ("postgres", "sqlite") if name in pg else ("sqlite",
+                                                                            "postgres")
+                q = parsed[present][name]
+                findings.append(Finding(str(files[present]), q.line, "queries-match",
+                                        f"query {name} exists for {present} but not for "
+                                        f"{missing}", f"add it to {files[missing]}, or prefix "
+                                        f"its name with {present}_ if only {present} runs it"))
+            elif set(pg[name].params) != set(lite[name].params):
+                findings.append(Finding(str(files["sqlite"]), lite[name].line, "queries-match",
+                                        f"query {name} takes {sorted(pg[name].params)} on "
+                                        f"postgres but {sorted(lite[name].params)} on sqlite",
+                                        "use the same parameter names in both files"))
+    return findings
+
+
+def _parse_queries(path: Path, parsed: dict[str, queries.Query]) -> list[Finding]:
+    try:
+        import pglast
+        import pglast.parser
+    except ImportError:
+        return []
+    findings = []
+    for q in parsed.values():
+        try:
+            pglast.parse_sql(queries.numbered(q))
+        except pglast.parser.ParseError as e:
+            findings.append(Finding(str(path), q.line, "queries-parse", f"PostgreSQL cannot "
+                                    f"parse query {q.name}: {e}", "fix the SQL syntax"))
     return findings

@@ -47,6 +47,10 @@ from evstore.urls import DatabaseURL, Dialect
 # afresh on the next migrate. The guard keeps its own copy in a table it creates itself, beside
 # yoyo's bookkeeping and outside the migration list, so no rollback drops it; 0008's table is
 # still written (and read, for databases migrated before this table existed).
+# The statements in this module stay in Python, not in sql/queries: they read and write yoyo's
+# bookkeeping (its migration and lock tables, and the checksum tables beside them) through
+# yoyo's own connection and paramstyle, with table names chosen here, before any of evstore's
+# tables may exist.
 LEGACY_CHECKSUM_TABLE = "evstore_migration_checksum"
 CHECKSUM_TABLE = "_yoyo_evstore_checksum"
 _CREATE_CHECKSUM_TABLE = (

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -34,53 +34,34 @@ from evstore.errors import (
     DatabaseError,
     EvstoreError,
 )
-from evstore.events import (
-    ANY,
-    NO_STREAM,
-    STREAM_EXISTS,
-    EncodedEvent,
-    Expected,
-    RecordedEvent,
-    decode_json,
-)
+from evstore.events import EncodedEvent, Expected, RecordedEvent, decode_json
 from evstore.events import Snapshot as SnapshotRecord
+from evstore.queries import sql as named_sql
+from evstore.shared_backend import (
+    NO_PARAMS,
+    Params,
+    SharedBackend,
+    append_kind,
+    by_version,
+    first_line,
+    translating,
+)
 from evstore.urls import DatabaseURL, Dialect
 
 # pg_advisory_xact_lock key of the append path: 0x65767374 spells "evst".
 APPEND_LOCK_KEY = 1702261620
-NOTIFY_CHANNEL = "evstore_event_store"
+NOTIFY_CHANNEL = "evstore_event_store"  # LISTEN in sql/queries/postgres.sql, postgres_listen
 
-_EVENT_COLUMNS = (
-    "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at, "
-    "content_digest"
-)
-
-# The arrays go in binary format (%b): psycopg writes those as lengths and bytes, where the
-# text format (%s) would escape every quote of every JSON document through a regular
-# expression, which costs more than the insert itself.
-APPEND_SQL = (
-    "SELECT position, version, recorded_at FROM evstore_append(%s::text, %s::text, "
-    "%s::bigint, %b::text[], %b::text[], %b::text[], %b::text[], %b::bytea[], %s::integer)"
-)
+# sql/queries/postgres.sql. The append's arrays go in binary format (%b): psycopg writes those
+# as lengths and bytes, where the text format (%s) would escape every quote of every JSON
+# document through a regular expression, which costs more than the insert itself.
+SQL = named_sql("postgres")
+APPEND_SQL = SQL["postgres_append"]
 
 
-def _append_kind(expected: Expected) -> str:
-    if expected is ANY:
-        return "any"
-    if expected is NO_STREAM or expected == 0:
-        return "no_stream"
-    if expected is STREAM_EXISTS:
-        return "exists"
-    return "exact"
-
-
-@contextmanager
-def translated() -> Iterator[None]:
-    """The one place where psycopg errors become evstore errors."""
-    try:
-        yield
-    except psycopg.Error as e:
-        raise translate(e) from e
+def translated() -> AbstractContextManager[None]:
+    """A block whose psycopg errors leave it as evstore errors (through translate)."""
+    return translating(psycopg.Error, translate)
 
 
 def translate(error: psycopg.Error, lock_timeout: float | None = None) -> EvstoreError:
@@ -151,7 +132,7 @@ def open_connection(url: DatabaseURL, schema: str | None = None) -> psycopg.Conn
         conn = psycopg.connect(url.conninfo, **connect_args(url, schema))
     except psycopg.Error as e:
         raise ConnectionFailed(
-            f"cannot connect to {url.redacted}: {url.scrub(_first_line(e))}; check that the "
+            f"cannot connect to {url.redacted}: {url.scrub(first_line(e))}; check that the "
             "server is "
             "running, and the host, port, database name and credentials in the URL"
         ) from e
@@ -159,8 +140,9 @@ def open_connection(url: DatabaseURL, schema: str | None = None) -> psycopg.Conn
     return conn
 
 
-class PostgresBackend:
+class PostgresBackend(SharedBackend):
     dialect: Dialect = "postgres"
+    _sql = SQL
 
     def __init__(
         self,
@@ -176,7 +158,7 @@ class PostgresBackend:
         # The first connection; a bad URL fails here, clearly.
         self.conn = open_connection(url, schema)
         self._connect_args = connect_args(url, schema)
-        row = self.conn.execute("SELECT current_schema()").fetchone()
+        row = self.conn.execute(SQL["postgres_current_schema"]).fetchone()
         # The schema this store lives in: named, or the first of the URL's search_path.
         self.schema: str | None = row[0] if row else None
         self._conn_free = threading.Lock()
@@ -243,7 +225,7 @@ class PostgresBackend:
         finally:
             self._give_back(conn, how)
 
-    def _rows(self, sql: Any, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    def _rows(self, sql: Any, params: Params = NO_PARAMS) -> list[tuple[Any, ...]]:
         conn, how = self._borrow()
         try:
             return conn.execute(sql, params).fetchall()
@@ -278,17 +260,17 @@ class PostgresBackend:
     def append(
         self, stream_id: str, events: Sequence[EncodedEvent], expected: Expected
     ) -> list[RecordedEvent]:
-        params = (
-            stream_id,
-            _append_kind(expected),
-            expected if isinstance(expected, int) else None,
-            [e.event_id for e in events],
-            [e.type for e in events],
-            [e.payload for e in events],
-            [e.metadata for e in events],
-            [e.digest for e in events],
-            self._lock_timeout_ms,
-        )
+        params = {
+            "stream_id": stream_id,
+            "kind": append_kind(expected),
+            "expected": expected if isinstance(expected, int) else None,
+            "event_ids": [e.event_id for e in events],
+            "event_types": [e.type for e in events],
+            "payloads": [e.payload for e in events],
+            "metadata": [e.metadata for e in events],
+            "digests": [e.digest for e in events],
+            "lock_timeout_ms": self._lock_timeout_ms,
+        }
         conn, how = self._borrow()
         try:
             if how == 0:
@@ -310,7 +292,7 @@ class PostgresBackend:
         if not rows:
             raise AppendConflict("version")
         # Rows come back in no promised order; versions put them back in append order.
-        rows.sort(key=_by_version)
+        rows.sort(key=by_version)
         from_json = RecordedEvent.from_json
         return [
             from_json(
@@ -329,7 +311,7 @@ class PostgresBackend:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _select(self, sql: str, params: Sequence[Any]) -> list[RecordedEvent]:
+    def _select(self, sql: str, params: Params) -> list[RecordedEvent]:
         conn, how = self._borrow()
         try:
             rows = conn.execute(sql, params, binary=True).fetchall()
@@ -339,90 +321,19 @@ class PostgresBackend:
             self._give_back(conn, how)
         return list(map(RecordedEvent.from_decoded_row, rows))
 
-    def find_events(self, event_ids: Sequence[str]) -> list[RecordedEvent]:
-        return self._select(
-            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE event_id = ANY(%b::text[]) "
-            "ORDER BY position",
-            (list(event_ids),),
-        )
+    def _values(self, values: Sequence[str]) -> Any:
+        return list(values)
 
-    def stream_version(self, stream_id: str) -> int | None:
-        rows = self._rows("SELECT version FROM stream WHERE stream_id = %s", (stream_id,))
-        return int(rows[0][0]) if rows else None
+    def _snapshot(self, row: Sequence[Any]) -> SnapshotRecord:
+        return SnapshotRecord(*row)
 
-    def read_stream(
-        self, stream_id: str, from_version: int, limit: int | None, backwards: bool
-    ) -> list[RecordedEvent]:
-        cmp, order = ("<=", "DESC") if backwards else (">=", "ASC")
-        return self._select(
-            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE stream_id = %s AND version {cmp} %s "
-            f"ORDER BY version {order} LIMIT %s",
-            (stream_id, from_version, limit),
-        )
-
-    def read_all(
-        self, after: int, limit: int, types: Sequence[str] | None
-    ) -> list[RecordedEvent]:
-        if types is None:
-            return self._select(
-                f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE position > %s "
-                "ORDER BY position LIMIT %s",
-                (after, limit),
-            )
-        return self._select(
-            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE position > %s "
-            "AND event_type = ANY(%b::text[]) ORDER BY position LIMIT %s",
-            (after, list(types), limit),
-        )
-
-    def head_position(self) -> int:
-        rows = self._rows("SELECT max(position) FROM event_store")
-        return int(rows[0][0] or 0) if rows else 0
-
-    # -- snapshots ---------------------------------------------------------------------------
+    # The other reads, snapshots and checkpoints: evstore.shared_backend.
 
     def save_snapshot(self, stream_id: str, version: int, state: str) -> SnapshotRecord:
         rows = self._rows(
-            "INSERT INTO snapshot (stream_id, version, state) VALUES (%s, %s, %s::jsonb) "
-            "ON CONFLICT (stream_id, version) DO UPDATE SET state = excluded.state, "
-            "created_at = excluded.created_at RETURNING state, created_at",
-            (stream_id, version, state),
+            SQL["save_snapshot"], {"stream_id": stream_id, "version": version, "state": state}
         )
         return SnapshotRecord(stream_id, version, rows[0][0], rows[0][1])
-
-    def load_snapshot(self, stream_id: str) -> SnapshotRecord | None:
-        rows = self._rows(
-            "SELECT stream_id, version, state, created_at FROM snapshot WHERE stream_id = %s "
-            "ORDER BY version DESC LIMIT 1",
-            (stream_id,),
-        )
-        return SnapshotRecord(*rows[0]) if rows else None
-
-    # -- checkpoints -------------------------------------------------------------------------
-
-    def checkpoint(self, name: str, for_update: bool) -> int:
-        lock = " FOR UPDATE" if for_update else ""
-        rows = self._rows(
-            "SELECT position FROM subscription WHERE name = %s AND deleted_at IS NULL" + lock,
-            (name,),
-        )
-        return int(rows[0][0]) if rows else 0
-
-    def set_checkpoint(self, name: str, position: int) -> None:
-        self._rows(
-            "INSERT INTO subscription (name, position) VALUES (%s, %s) "
-            "ON CONFLICT (name) WHERE deleted_at IS NULL DO UPDATE SET position = "
-            "excluded.position RETURNING position",
-            (name, position),
-        )
-
-    def delete_checkpoint(self, name: str) -> bool:
-        rows = self._rows(
-            "UPDATE subscription SET deleted_at = now() WHERE name = %s AND deleted_at IS NULL "
-            "RETURNING subscription_id",
-            (name,),
-        )
-        return bool(rows)
 
     # -- projections and tails ---------------------------------------------------------------
 
@@ -446,7 +357,7 @@ class PostgresBackend:
         tail can stop promptly and a lost wake-up costs at most one interval."""
         conn = self.conn
         with translated():
-            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            conn.execute(SQL["postgres_listen"])
         yield True
         while True:
             # A quiet interval also counts as a change: re-reading costs one index probe, and
@@ -462,12 +373,3 @@ class PostgresBackend:
                     if ours:
                         break
             yield True
-
-
-def _by_version(row: tuple[Any, ...]) -> int:
-    return int(row[1])
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

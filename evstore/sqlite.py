@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -28,9 +28,6 @@ from evstore.errors import (
     EvstoreError,
 )
 from evstore.events import (
-    ANY,
-    NO_STREAM,
-    STREAM_EXISTS,
     EncodedEvent,
     Expected,
     RecordedEvent,
@@ -38,45 +35,49 @@ from evstore.events import (
     chain_link,
     decode_json,
 )
+from evstore.queries import load
+from evstore.shared_backend import Params, SharedBackend, append_kind, by_version, translating
 from evstore.urls import DatabaseURL, Dialect
 
 _ROWS_PER_INSERT = 1000  # 8 parameters a row, well under SQLite's 32766-variable limit
 
-_EVENT_COLUMNS = (
-    "position, stream_id, version, event_id, event_type, payload, metadata, recorded_at, "
-    "content_digest"
-)
+_QUERIES = load("sqlite")  # sql/queries/sqlite.sql
+SQL = {name: q.sql for name, q in _QUERIES.items()}
+_INSERT = _QUERIES["sqlite_insert_event"]
+# The append binds the insert's parameters by position, in this order (see _insert_sql).
+assert _INSERT.params == (
+    "event_id", "stream_id", "version", "event_type", "payload", "metadata", "content_digest",
+    "chain_digest",
+), _INSERT.params
+_BEGIN, _COMMIT, _ROLLBACK = SQL["sqlite_begin"], SQL["sqlite_commit"], SQL["sqlite_rollback"]
+
 _loads = decode_json
 _parse_time = datetime.fromisoformat  # reads the trailing Z as UTC on Python 3.11+
 
 
 @lru_cache(maxsize=64)
 def _insert_sql(rows: int) -> str:
-    values = ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
-    return (
-        "INSERT INTO event_store (event_id, stream_id, version, event_type, payload, metadata, "
-        f"content_digest, chain_digest) VALUES {values} RETURNING position, version, recorded_at"
-    )
+    """sqlite_insert_event with its VALUES row repeated: one statement for up to
+    _ROWS_PER_INSERT events, the one exception to running a named query as written."""
+    return _INSERT.repeated_rows(rows)
+
+
+def quote_identifier(name: str) -> str:
+    """An SQLite identifier in double quotes, inner quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 # The chain continues from the newest event that has a chain digest (0009); read while the
 # append holds the write lock, so appends extend one chain.
-_CHAIN_HEAD = (
-    "SELECT chain_digest FROM event_store WHERE chain_digest IS NOT NULL "
-    "ORDER BY position DESC LIMIT 1"
-)
+_CHAIN_HEAD = SQL["sqlite_chain_head"]
 
 
 _from_row = RecordedEvent.from_row
 
 
-@contextmanager
-def translated() -> Iterator[None]:
-    """The one place where sqlite3 errors become evstore errors."""
-    try:
-        yield
-    except sqlite3.Error as e:
-        raise translate(e) from e
+def translated() -> AbstractContextManager[None]:
+    """A block whose sqlite3 errors leave it as evstore errors (through translate)."""
+    return translating(sqlite3.Error, translate)
 
 
 def translate(error: sqlite3.Error, lock_timeout: float | None = None) -> EvstoreError:
@@ -121,10 +122,10 @@ def open_connection(url: DatabaseURL, lock_timeout: float = 5.0) -> sqlite3.Conn
         conn = sqlite3.connect(
             path, timeout=lock_timeout, isolation_level=None, check_same_thread=False
         )
-        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(SQL["sqlite_foreign_keys"])
         if not url.is_memory:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(SQL["sqlite_journal_wal"])
+            conn.execute(SQL["sqlite_synchronous_full"])
     except sqlite3.Error as e:
         raise ConnectionFailed(
             f"cannot open SQLite database {path!r}: {e}; check the path and its permissions"
@@ -132,8 +133,10 @@ def open_connection(url: DatabaseURL, lock_timeout: float = 5.0) -> sqlite3.Conn
     return conn
 
 
-class SQLiteBackend:
+class SQLiteBackend(SharedBackend):
     dialect: Dialect = "sqlite"
+    _sql = SQL
+    _no_limit = -1
 
     def __init__(
         self,
@@ -195,10 +198,11 @@ class SQLiteBackend:
         depth = self._depth
         try:
             if depth == 0:
-                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.execute(_BEGIN)
                 end = ""
             else:
-                end = f"evstore_{depth}"
+                # Transaction control by savepoint name: built here, the name quoted.
+                end = quote_identifier(f"evstore_{depth}")
                 self.conn.execute(f"SAVEPOINT {end}")
         except sqlite3.Error as e:
             raise translate(e, self.lock_timeout) from e
@@ -208,7 +212,7 @@ class SQLiteBackend:
     def _commit(self, end: str) -> None:
         self._depth -= 1
         try:
-            self.conn.execute(f"RELEASE {end}" if end else "COMMIT")
+            self.conn.execute(f"RELEASE {end}" if end else _COMMIT)
         except sqlite3.Error as e:
             if not end:
                 self._rollback_quietly()
@@ -220,13 +224,13 @@ class SQLiteBackend:
             self.conn.execute(f"ROLLBACK TO {end}")
             self.conn.execute(f"RELEASE {end}")
         else:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute(_ROLLBACK)
 
     def _rollback_quietly(self) -> None:
         """After a failed COMMIT (SQLITE_BUSY, disk full) the transaction may still be open."""
         if self.conn.in_transaction:
             try:
-                self.conn.execute("ROLLBACK")
+                self.conn.execute(_ROLLBACK)
             except sqlite3.Error:
                 pass
 
@@ -237,14 +241,15 @@ class SQLiteBackend:
     ) -> list[RecordedEvent]:
         conn = self.conn
         n = len(events)
-        head_sql, params_head = _head(expected, stream_id, n)
+        kind = append_kind(expected)
+        head_sql, params_head = _head(kind, expected, stream_id, n)
         self._acquire()
         try:
             end = self._begin()
             try:
                 try:
                     row = conn.execute(head_sql, params_head).fetchone()
-                    if row is None and expected is ANY:
+                    if row is None and kind == "any":
                         row = conn.execute(_HEAD_NEW, (stream_id, n)).fetchone()
                 except sqlite3.IntegrityError as error:
                     if "head exists" in str(error):  # NO_STREAM, and the stream exists
@@ -285,7 +290,7 @@ class SQLiteBackend:
         finally:
             self._lock.release()
         # RETURNING gives rows in no promised order; versions put them back in append order.
-        returned.sort(key=_by_version)
+        returned.sort(key=by_version)
         return [
             _from_row(
                 (position, stream_id, version, e.event_id, e.type, e.payload, e.metadata,
@@ -296,7 +301,7 @@ class SQLiteBackend:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    def _rows(self, sql: str, params: Params = ()) -> list[Any]:
         """Run one statement under the Store's lock and fetch its rows."""
         self._acquire()
         try:
@@ -306,93 +311,22 @@ class SQLiteBackend:
         finally:
             self._lock.release()
 
-    def _select(self, sql: str, params: Sequence[Any]) -> list[RecordedEvent]:
+    def _select(self, sql: str, params: Params) -> list[RecordedEvent]:
         return list(map(_from_row, self._rows(sql, params)))
 
-    def find_events(self, event_ids: Sequence[str]) -> list[RecordedEvent]:
-        return self._select(
-            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE event_id IN "
-            f"(SELECT value FROM json_each(?)) ORDER BY position",
-            (json.dumps(list(event_ids)),),
-        )
+    def _values(self, values: Sequence[str]) -> Any:
+        return json.dumps(list(values))
 
-    def stream_version(self, stream_id: str) -> int | None:
-        rows = self._rows("SELECT version FROM stream WHERE stream_id = ?", (stream_id,))
-        return int(rows[0][0]) if rows else None
+    def _snapshot(self, row: Sequence[Any]) -> Snapshot:
+        return Snapshot(row[0], row[1], _loads(row[2]), _parse_time(row[3]))
 
-    def read_stream(
-        self, stream_id: str, from_version: int, limit: int | None, backwards: bool
-    ) -> list[RecordedEvent]:
-        cmp, order = ("<=", "DESC") if backwards else (">=", "ASC")
-        return self._select(
-            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE stream_id = ? AND version {cmp} ? "
-            f"ORDER BY version {order} LIMIT ?",
-            (stream_id, from_version, -1 if limit is None else limit),
-        )
-
-    def read_all(
-        self, after: int, limit: int, types: Sequence[str] | None
-    ) -> list[RecordedEvent]:
-        if types is None:
-            return self._select(
-                f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE position > ? "
-                "ORDER BY position LIMIT ?",
-                (after, limit),
-            )
-        return self._select(
-            f"SELECT {_EVENT_COLUMNS} FROM event_store WHERE position > ? AND event_type IN "
-            "(SELECT value FROM json_each(?)) ORDER BY position LIMIT ?",
-            (after, json.dumps(list(types)), limit),
-        )
-
-    def head_position(self) -> int:
-        return int(self._rows("SELECT max(position) FROM event_store")[0][0] or 0)
-
-    # -- snapshots ---------------------------------------------------------------------------
+    # The other reads, snapshots and checkpoints: evstore.shared_backend.
 
     def save_snapshot(self, stream_id: str, version: int, state: str) -> Snapshot:
         row = self._rows(
-            "INSERT INTO snapshot (stream_id, version, state) VALUES (?, ?, ?) "
-            "ON CONFLICT (stream_id, version) DO UPDATE SET state = excluded.state, "
-            "created_at = excluded.created_at RETURNING created_at",
-            (stream_id, version, state),
+            SQL["save_snapshot"], {"stream_id": stream_id, "version": version, "state": state}
         )[0]
         return Snapshot(stream_id, version, _loads(state), _parse_time(row[0]))
-
-    def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        rows = self._rows(
-            "SELECT stream_id, version, state, created_at FROM snapshot WHERE stream_id = ? "
-            "ORDER BY version DESC LIMIT 1",
-            (stream_id,),
-        )
-        if not rows:
-            return None
-        row = rows[0]
-        return Snapshot(row[0], row[1], _loads(row[2]), _parse_time(row[3]))
-
-    # -- checkpoints -------------------------------------------------------------------------
-
-    def checkpoint(self, name: str, for_update: bool) -> int:
-        rows = self._rows(
-            "SELECT position FROM subscription WHERE name = ? AND deleted_at IS NULL", (name,)
-        )
-        return int(rows[0][0]) if rows else 0
-
-    def set_checkpoint(self, name: str, position: int) -> None:
-        self._rows(
-            "INSERT INTO subscription (name, position) VALUES (?, ?) "
-            "ON CONFLICT (name) WHERE deleted_at IS NULL DO UPDATE SET position = "
-            "excluded.position",
-            (name, position),
-        )
-
-    def delete_checkpoint(self, name: str) -> bool:
-        rows = self._rows(
-            "UPDATE subscription SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-            "WHERE name = ? AND deleted_at IS NULL RETURNING subscription_id",
-            (name,),
-        )
-        return bool(rows)
 
     # -- projections and tails ---------------------------------------------------------------
 
@@ -409,11 +343,11 @@ class SQLiteBackend:
         yields False after each quiet interval, so the caller can check its own stop
         conditions. An in-memory database has one connection only, so every interval counts
         as a change."""
-        last = self._rows("PRAGMA data_version")[0][0]
+        last = self._rows(SQL["sqlite_data_version"])[0][0]
         yield True
         while True:
             time.sleep(poll_interval)
-            current = self._rows("PRAGMA data_version")[0][0]
+            current = self._rows(SQL["sqlite_data_version"])[0][0]
             changed = current != last or self.url.is_memory
             last = current
             yield changed
@@ -432,28 +366,26 @@ def _conflict_reason(message: str) -> str | None:
     return None
 
 
-def _by_version(row: tuple[int, int, str]) -> int:
-    return row[1]
-
-
 # One statement moves the stream head and checks the expected version; each form returns the
 # new version, or no row when the expectation does not hold (as on PostgreSQL). A head that does
 # not exist yet is inserted by a second statement (ANY) or only (NO_STREAM): the trigger
 # stream_check_insert (0011) refuses to insert a head that exists, which also closes
 # INSERT OR REPLACE, so no form may rely on an upsert.
-_HEAD_ANY = "UPDATE stream SET version = version + ? WHERE stream_id = ? RETURNING version"
-_HEAD_NEW = "INSERT INTO stream (stream_id, version) VALUES (?, ?) RETURNING version"
-_HEAD_EXISTS = _HEAD_ANY
-_HEAD_EXACT = (
-    "UPDATE stream SET version = version + ? WHERE stream_id = ? AND version = ? "
-    "RETURNING version"
-)
+# Bound by position (a tuple binds faster than a dict), in the order the file writes them.
+_HEAD_ANY = _QUERIES["sqlite_head_any"].positional()
+_HEAD_NEW = _QUERIES["sqlite_head_new"].positional()
+_HEAD_EXACT = _QUERIES["sqlite_head_exact"].positional()
+assert _QUERIES["sqlite_head_any"].params == ("count", "stream_id")
+assert _QUERIES["sqlite_head_new"].params == ("stream_id", "count")
+assert _QUERIES["sqlite_head_exact"].params == ("count", "stream_id", "expected")
 
 
-def _head(expected: Expected, stream_id: str, n: int) -> tuple[str, tuple[Any, ...]]:
-    """The head statement for this expectation, with its parameters."""
-    if expected is ANY or expected is STREAM_EXISTS:
+def _head(
+    kind: str, expected: Expected, stream_id: str, n: int
+) -> tuple[str, tuple[Any, ...]]:
+    """The head statement for this kind of expectation (append_kind), with its parameters."""
+    if kind == "any" or kind == "exists":
         return _HEAD_ANY, (n, stream_id)
-    if expected is NO_STREAM or expected == 0:
+    if kind == "no_stream":
         return _HEAD_NEW, (stream_id, n)
     return _HEAD_EXACT, (n, stream_id, expected)

@@ -348,6 +348,11 @@ class Store:
         """Run SQL with ? placeholders on either dialect (read models, ad-hoc queries)."""
         return self._live().execute(sql, params)
 
+    def run_query(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Run one of evstore's own named statements (sql/queries/<dialect>.sql), for its
+        tools: verify, the command line."""
+        return self._live().run(name, params)
+
     # -- reading -----------------------------------------------------------------------------
 
     def get_event(self, event_id: str) -> RecordedEvent | None:

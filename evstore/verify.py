@@ -19,58 +19,7 @@ from evstore.events import RecordedEvent, chain_link, digest_of
 if TYPE_CHECKING:
     from evstore.store import Store
 
-# The same text runs on both dialects (store.execute takes ? placeholders on both).
-_VERSION_GAPS = """
-SELECT stream_id, count(*), min(version), max(version)
-FROM event_store
-GROUP BY stream_id
-HAVING min(version) <> 1 OR max(version) <> count(*)
-ORDER BY stream_id
-LIMIT ?"""
-
-_POSITION_ORDER = """
-SELECT stream_id, version, position, previous_position
-FROM (SELECT stream_id, version, position,
-             lag(position) OVER (PARTITION BY stream_id ORDER BY version) AS previous_position
-      FROM event_store) AS ordered
-WHERE previous_position > position
-ORDER BY stream_id, version
-LIMIT ?"""
-
-_HEADS = """
-SELECT s.stream_id, s.version, e.last_version
-FROM stream AS s
-LEFT JOIN (SELECT stream_id, max(version) AS last_version
-           FROM event_store GROUP BY stream_id) AS e ON e.stream_id = s.stream_id
-WHERE e.last_version IS NULL OR e.last_version <> s.version
-ORDER BY s.stream_id
-LIMIT ?"""
-
-_HEADLESS = """
-SELECT e.stream_id, max(e.version)
-FROM event_store AS e
-WHERE NOT EXISTS (SELECT 1 FROM stream AS s WHERE s.stream_id = e.stream_id)
-GROUP BY e.stream_id
-ORDER BY e.stream_id
-LIMIT ?"""
-
-_STREAMS = "SELECT count(*) FROM stream"
-
-# The chain, page by page in position order, without the documents.
-_CHAIN_PAGE = """
-SELECT position, event_id, stream_id, version, content_digest, chain_digest
-FROM event_store
-WHERE position > ?
-ORDER BY position
-LIMIT ?"""
-
-# Readers and tails see only positions above 0, so rows below are looked for on their own.
-_BELOW_ONE = """
-SELECT position, stream_id, version, event_id, event_type, payload, metadata, content_digest
-FROM event_store
-WHERE position < 1
-ORDER BY position
-LIMIT ?"""
+# The queries are verify_* in sql/queries/<dialect>.sql (the same text on both dialects).
 
 
 @dataclass(frozen=True, order=True)
@@ -158,9 +107,9 @@ def verify(
                         f"{where}: content digest does not match its type, data and "
                         "metadata; the event was changed after it was appended"))
 
-    limit = (max_findings + 1,)
+    limit = max_findings + 1
     # Readers and tails never see positions below 1: look for such rows first, on their own.
-    for row in store.execute(_BELOW_ONE, limit):
+    for row in store.run_query("verify_below_one", limit=limit):
         hidden = _record(store.dialect, row)
         add(Finding("position", hidden.stream_id, hidden.position,
                     f"event at position {hidden.position} (stream {hidden.stream_id!r} version "
@@ -175,29 +124,30 @@ def verify(
             done = event.position
 
     _check_chain(store, page_size, report, add)
-    for stream_id, count, low, high in store.execute(_VERSION_GAPS, limit):
+    for stream_id, count, low, high in store.run_query("verify_version_gaps", limit=limit):
         add(Finding("versions", stream_id, None,
                     f"stream {stream_id!r}: versions are not 1..n without gaps ({count} "
                     f"events, versions {low} to {high})"))
-    for stream_id, version, position, previous in store.execute(_POSITION_ORDER, limit):
+    order = store.run_query("verify_position_order", limit=limit)
+    for stream_id, version, position, previous in order:
         add(Finding("position-order", stream_id, position,
                     f"stream {stream_id!r}: version {version} is at position {position}, "
                     f"before the previous version's position {previous}"))
-    for stream_id, head, last in store.execute(_HEADS, limit):
+    for stream_id, head, last in store.run_query("verify_heads", limit=limit):
         shown = "no events" if last is None else f"last event at version {last}"
         add(Finding("head", stream_id, None,
                     f"stream {stream_id!r}: head says version {head}, but the log has "
                     f"{shown}"))
-    for stream_id, last in store.execute(_HEADLESS, limit):
+    for stream_id, last in store.run_query("verify_headless", limit=limit):
         add(Finding("head", stream_id, None,
                     f"stream {stream_id!r}: events up to version {last} but no stream head"))
-    report.streams = int(store.execute(_STREAMS)[0][0])
+    report.streams = int(store.run_query("verify_stream_count")[0][0])
     findings.sort()
     return report
 
 
 def _record(dialect: str, row: tuple[object, ...]) -> RecordedEvent:
-    """A record from a _BELOW_ONE row: JSON text on SQLite, decoded jsonb on PostgreSQL."""
+    """A record from a verify_below_one row: JSON text on SQLite, decoded jsonb on PostgreSQL."""
     position, stream_id, version, event_id, event_type, payload, metadata, digest = row
     values = (position, stream_id, version, event_id, event_type, payload, metadata,
               "1970-01-01T00:00:00+00:00", digest)
@@ -215,7 +165,7 @@ def _check_chain(
     previous: bytes | None = None
     after = 0
     while True:
-        rows = store.execute(_CHAIN_PAGE, (after, page_size))
+        rows = store.run_query("verify_chain_page", after=after, limit=page_size)
         for position, event_id, stream_id, version, content, chain in rows:
             content = None if content is None else bytes(content)
             chain = None if chain is None else bytes(chain)

@@ -26,9 +26,10 @@ def _ours(store: evstore.Store) -> list[str]:
     else:
         rows = store.execute(
             "SELECT 'rel ' || relname FROM pg_class c JOIN pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND relname NOT LIKE '%yoyo%' "
+            "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+            "AND relname NOT LIKE '%yoyo%' "
             "UNION ALL SELECT 'fn ' || proname FROM pg_proc p JOIN pg_namespace n "
-            "ON n.oid = p.pronamespace WHERE n.nspname = 'public' "
+            "ON n.oid = p.pronamespace WHERE n.nspname = current_schema() "
             "UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger WHERE NOT tgisinternal")
     return sorted(r[0] for r in rows)
 

@@ -17,7 +17,8 @@ ULID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 def schema_of(store: evstore.Store) -> Schema:
     conn = store._live().conn  # type: ignore[attr-defined]
     if store.dialect == "postgres":
-        return pg_catalog.introspect(conn)
+        (schema,) = conn.execute("SELECT current_schema()").fetchone()
+        return pg_catalog.introspect(conn, schema)
     return sqlite_catalog.introspect(conn)
 
 

@@ -65,6 +65,29 @@ def migration_differences(pg_dir: Folders, sqlite_dir: Folders) -> list[Differen
     return found
 
 
+def query_differences(pg_dir: Folders, sqlite_dir: Folders) -> list[Difference]:
+    """The named runtime queries (sql/queries beside the first folder of each, else the
+    shipped files): same names on both sides, with the same parameters. A postgres_ or
+    sqlite_ name is that dialect's own and has no counterpart."""
+    from evstore.lint import query_files
+    from evstore.queries import DIALECT_ONLY, parse
+
+    pg_file, lite_file = query_files(as_folders(pg_dir)[0], as_folders(sqlite_dir)[0])
+    pg = parse(pg_file.read_text(encoding="utf-8"), "postgres") if pg_file.is_file() else {}
+    lite = parse(lite_file.read_text(encoding="utf-8"), "sqlite") if lite_file.is_file() else {}
+    found = []
+    for name in sorted(set(pg) | set(lite)):
+        if name.startswith(DIALECT_ONLY):
+            continue
+        if (name in pg) != (name in lite):
+            found.append(Difference(f"query {name}", "exists", name in pg, name in lite,
+                                    f"define it in both {pg_file} and {lite_file}"))
+        elif sorted(pg[name].params) != sorted(lite[name].params):
+            found.append(Difference(f"query {name}", "parameters", sorted(pg[name].params),
+                                    sorted(lite[name].params)))
+    return found
+
+
 def _connect_pg(url: DatabaseURL) -> psycopg.Connection[Any]:
     assert url.conninfo is not None
     try:
@@ -192,7 +215,8 @@ def run_parity(
         build_postgres(scratch, pg_dir)
         with _connect_pg(scratch) as conn:
             pg, found = _compare(conn, lite, declared)
-    found = sorted(found + migration_differences(pg_dir, sqlite_dir))
+    found = sorted(found + migration_differences(pg_dir, sqlite_dir)
+                   + query_differences(pg_dir, sqlite_dir))
     return Report(found, pg, lite)
 
 

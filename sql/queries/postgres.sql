@@ -1,0 +1,189 @@
+-- The statements evstore runs at run time on PostgreSQL, one named block each (not a migration).
+--
+-- Format, the same in sql/queries/sqlite.sql:
+--   -- name: NAME          starts a block; NAME is how evstore's code asks for it
+--   -- what it does        one line that describes the statement
+--   the SQL               one statement, up to the next `-- name:` line
+-- Parameters are named, `:stream_id`. A parameter cast to an array type (`:event_ids::text[]`)
+-- is sent in psycopg's binary format (`%(event_ids)b`): lengths and bytes, where the text
+-- format would escape every quote of every JSON document first. Every other parameter goes as
+-- `%(name)s`. On SQLite the loader keeps `:name`, which sqlite3 binds natively.
+-- Names without a dialect prefix are in both files with the same parameters (`evstore lint`,
+-- rule queries-match; `evstore parity` reports one that is on one side only). A name that
+-- starts with `postgres_` or `sqlite_` is that dialect's own: the append path, the tail's
+-- wake-up and connection setup, where the dialects really differ.
+
+-- name: postgres_append
+-- Append events to one stream through evstore_append() (migration 0010): one round trip.
+SELECT position, version, recorded_at
+FROM evstore_append(:stream_id::text, :kind::text, :expected::bigint, :event_ids::text[],
+                    :event_types::text[], :payloads::text[], :metadata::text[],
+                    :digests::bytea[], :lock_timeout_ms::integer)
+
+-- name: postgres_current_schema
+-- The schema this connection's unqualified names resolve to (the store's schema).
+SELECT current_schema()
+
+-- name: postgres_listen
+-- Subscribe this connection to the NOTIFY of event_store_notify (migrations 0007, 0012).
+LISTEN evstore_event_store
+
+-- name: postgres_current_user
+-- The role this connection runs as (evstore grant refuses to grant to itself).
+SELECT current_user
+
+-- name: postgres_role_is_superuser
+-- Whether a role is a superuser (evstore grant refuses those).
+SELECT rolsuper FROM pg_roles WHERE rolname = :role
+
+-- name: event_store_exists
+-- One row when the event_store table is visible in this schema (CLI commands check first).
+SELECT 1 WHERE to_regclass('event_store') IS NOT NULL
+
+-- name: find_events
+-- The events with these event ids, in position order.
+SELECT position, stream_id, version, event_id, event_type, payload, metadata, recorded_at,
+       content_digest
+FROM event_store
+WHERE event_id = ANY(:event_ids::text[])
+ORDER BY position
+
+-- name: stream_version
+-- The version of a stream's head, no row when the stream does not exist.
+SELECT version FROM stream WHERE stream_id = :stream_id
+
+-- name: read_stream_forward
+-- A stream's events from a version on, oldest first (a NULL limit reads to the end).
+SELECT position, stream_id, version, event_id, event_type, payload, metadata, recorded_at,
+       content_digest
+FROM event_store
+WHERE stream_id = :stream_id AND version >= :from_version
+ORDER BY version ASC
+LIMIT :limit
+
+-- name: read_stream_backward
+-- A stream's events from a version down, newest first (a NULL limit reads to the start).
+SELECT position, stream_id, version, event_id, event_type, payload, metadata, recorded_at,
+       content_digest
+FROM event_store
+WHERE stream_id = :stream_id AND version <= :from_version
+ORDER BY version DESC
+LIMIT :limit
+
+-- name: read_all
+-- A page of the whole log after a position, in position order.
+SELECT position, stream_id, version, event_id, event_type, payload, metadata, recorded_at,
+       content_digest
+FROM event_store
+WHERE position > :after
+ORDER BY position
+LIMIT :limit
+
+-- name: read_all_of_types
+-- A page of the log's events of some types after a position, in position order.
+SELECT position, stream_id, version, event_id, event_type, payload, metadata, recorded_at,
+       content_digest
+FROM event_store
+WHERE position > :after AND event_type = ANY(:types::text[])
+ORDER BY position
+LIMIT :limit
+
+-- name: head_position
+-- The highest position in the log (NULL when it is empty).
+SELECT max(position) FROM event_store
+
+-- name: save_snapshot
+-- Store a stream's state at a version, replacing one saved at the same version.
+INSERT INTO snapshot (stream_id, version, state)
+VALUES (:stream_id, :version, :state::jsonb)
+ON CONFLICT (stream_id, version)
+DO UPDATE SET state = excluded.state, created_at = excluded.created_at
+RETURNING state, created_at
+
+-- name: load_snapshot
+-- A stream's latest snapshot.
+SELECT stream_id, version, state, created_at
+FROM snapshot
+WHERE stream_id = :stream_id
+ORDER BY version DESC
+LIMIT 1
+
+-- name: checkpoint
+-- The position a live subscription has processed (no row: it has not started).
+SELECT position FROM subscription WHERE name = :name AND deleted_at IS NULL
+
+-- name: checkpoint_for_update
+-- The same, with the subscription's row locked until the transaction ends.
+SELECT position FROM subscription WHERE name = :name AND deleted_at IS NULL FOR UPDATE
+
+-- name: set_checkpoint
+-- Record the position a subscription has processed, creating the subscription if need be.
+INSERT INTO subscription (name, position)
+VALUES (:name, :position)
+ON CONFLICT (name) WHERE deleted_at IS NULL
+DO UPDATE SET position = excluded.position
+RETURNING position
+
+-- name: delete_checkpoint
+-- Mark a live subscription deleted (the row stays, for the audit trail).
+UPDATE subscription SET deleted_at = now()
+WHERE name = :name AND deleted_at IS NULL
+RETURNING subscription_id
+
+-- name: verify_version_gaps
+-- evstore verify: streams whose versions are not 1..n without gaps.
+SELECT stream_id, count(*), min(version), max(version)
+FROM event_store
+GROUP BY stream_id
+HAVING min(version) <> 1 OR max(version) <> count(*)
+ORDER BY stream_id
+LIMIT :limit
+
+-- name: verify_position_order
+-- evstore verify: events at a lower position than their stream's previous version.
+SELECT stream_id, version, position, previous_position
+FROM (SELECT stream_id, version, position,
+             lag(position) OVER (PARTITION BY stream_id ORDER BY version) AS previous_position
+      FROM event_store) AS ordered
+WHERE previous_position > position
+ORDER BY stream_id, version
+LIMIT :limit
+
+-- name: verify_heads
+-- evstore verify: stream heads that do not equal their stream's last event.
+SELECT s.stream_id, s.version, e.last_version
+FROM stream AS s
+LEFT JOIN (SELECT stream_id, max(version) AS last_version
+           FROM event_store GROUP BY stream_id) AS e ON e.stream_id = s.stream_id
+WHERE e.last_version IS NULL OR e.last_version <> s.version
+ORDER BY s.stream_id
+LIMIT :limit
+
+-- name: verify_headless
+-- evstore verify: streams that have events but no head.
+SELECT e.stream_id, max(e.version)
+FROM event_store AS e
+WHERE NOT EXISTS (SELECT 1 FROM stream AS s WHERE s.stream_id = e.stream_id)
+GROUP BY e.stream_id
+ORDER BY e.stream_id
+LIMIT :limit
+
+-- name: verify_stream_count
+-- evstore verify: how many streams there are.
+SELECT count(*) FROM stream
+
+-- name: verify_below_one
+-- evstore verify: rows at a position below 1, which readers and tails never see.
+SELECT position, stream_id, version, event_id, event_type, payload, metadata, content_digest
+FROM event_store
+WHERE position < 1
+ORDER BY position
+LIMIT :limit
+
+-- name: verify_chain_page
+-- evstore verify: the hash chain, one page in position order, without the documents.
+SELECT position, event_id, stream_id, version, content_digest, chain_digest
+FROM event_store
+WHERE position > :after
+ORDER BY position
+LIMIT :limit
