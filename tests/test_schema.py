@@ -35,9 +35,11 @@ def test_event_store_shape(store: evstore.Store) -> None:
     table = schema_of(store).tables["event_store"]
     columns = {c.name: c for c in table.columns}
     assert list(columns) == ["position", "event_id", "stream_id", "version", "event_type",
-                             "payload", "metadata", "recorded_at", "content_digest"]
-    # content_digest is NULL only for events stored before migration 0009.
-    assert [c.name for c in table.columns if not c.not_null] == ["content_digest"]
+                             "payload", "metadata", "recorded_at", "content_digest",
+                             "chain_digest"]
+    # The digests are NULL only for events stored before migration 0009.
+    assert [c.name for c in table.columns if not c.not_null] == ["content_digest",
+                                                                  "chain_digest"]
     assert columns["position"].identity == "generated"
     assert table.primary_key is not None
     assert (table.primary_key.name, table.primary_key.columns) == ("pk_event_store",
