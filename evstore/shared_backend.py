@@ -61,6 +61,11 @@ class SharedBackend:
     ) -> list[RecordedEvent]:
         if types is None:
             return self._select(self._sql["read_all"], {"after": after, "limit": limit})
+        if len(types) == 1:
+            return self._select(
+                self._sql["read_all_of_type"],
+                {"after": after, "event_type": types[0], "limit": limit},
+            )
         return self._select(
             self._sql["read_all_of_types"],
             {"after": after, "types": self._values(types), "limit": limit},

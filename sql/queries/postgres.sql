@@ -79,6 +79,15 @@ WHERE position > :after
 ORDER BY position
 LIMIT :limit
 
+-- name: read_all_of_type
+-- A page of the log's events of one type after a position, in position order (one index range).
+SELECT position, stream_id, version, event_id, event_type, payload, metadata, recorded_at,
+       content_digest
+FROM event_store
+WHERE event_type = :event_type AND position > :after
+ORDER BY position
+LIMIT :limit
+
 -- name: read_all_of_types
 -- A page of the log's events of some types after a position, in position order.
 SELECT position, stream_id, version, event_id, event_type, payload, metadata, recorded_at,
