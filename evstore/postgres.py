@@ -217,14 +217,6 @@ class PostgresBackend(SharedBackend):
             ) from e
         return conn
 
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        conn, how = self._borrow()
-        try:
-            yield conn
-        finally:
-            self._give_back(conn, how)
-
     def _rows(self, sql: Any, params: Params = NO_PARAMS) -> list[tuple[Any, ...]]:
         conn, how = self._borrow()
         try:

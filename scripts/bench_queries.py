@@ -22,6 +22,7 @@ from ulid import ULID
 import evstore
 from evstore import NewEvent, queries
 from evstore.events import encode_events
+from evstore.urls import parse_url
 
 PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -80,7 +81,7 @@ def postgres_loops(dsn: str, number: int, repeat: int) -> dict[str, float]:
         admin.execute(f'CREATE DATABASE "{name}"')
     out = {}
     try:
-        url = dsn.rsplit("/", 1)[0] + "/" + name
+        url = parse_url(dsn).with_database(name).url
         with evstore.connect(url) as store:
             store.migrate()
             conn = store._live().conn  # type: ignore[attr-defined]
