@@ -29,7 +29,7 @@ from evstore.events import (
     RecordedEvent,
     Snapshot,
 )
-from evstore.migrations import MigrationState
+from evstore.schema.migrations import MigrationState
 from evstore.store import Projection, Store, Tail, Transaction, connect
 
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from evstore.backend import AppendConflict, Backend
+from evstore.dialects.base import AppendConflict, Backend
 from evstore.errors import (
     ConnectionFailed,
     DuplicateEventId,
@@ -34,7 +34,7 @@ from evstore.events import (
     encode_events,
     encode_json,
 )
-from evstore.migrations import MigrationState, Migrator, default_dir
+from evstore.schema.migrations import MigrationState, Migrator, default_dir
 from evstore.urls import DatabaseURL, parse_url
 
 
@@ -104,10 +104,10 @@ def _open_backend(
     url: DatabaseURL, lock_timeout: float, pool_size: int = 1, schema: str | None = None
 ) -> Backend:
     if url.dialect == "sqlite":
-        from evstore.sqlite import SQLiteBackend
+        from evstore.dialects.sqlite import SQLiteBackend
 
         return SQLiteBackend(url, lock_timeout=lock_timeout)
-    from evstore.postgres import PostgresBackend
+    from evstore.dialects.postgres import PostgresBackend
 
     return PostgresBackend(url, lock_timeout=lock_timeout, pool_size=pool_size, schema=schema)
 

@@ -8,8 +8,8 @@ import statistics
 import time
 from pathlib import Path
 
-from evstore.catalog.parity import run_parity
-from evstore.migrations import shipped_sql_dir
+from evstore.schema.catalog.parity import run_parity
+from evstore.schema.migrations import shipped_sql_dir
 
 
 def main() -> None:

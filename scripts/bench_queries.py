@@ -20,7 +20,8 @@ from typing import Any
 from ulid import ULID
 
 import evstore
-from evstore import NewEvent, queries
+from evstore import NewEvent
+from evstore.dialects import queries
 from evstore.events import encode_events
 from evstore.urls import parse_url
 

@@ -14,7 +14,7 @@ from psycopg import sql
 
 import evstore
 from evstore.cli import main
-from evstore.migrations import Migrator
+from evstore.schema.migrations import Migrator
 from evstore.urls import parse_url
 from tests.conftest import SQL, role_url
 

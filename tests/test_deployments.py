@@ -14,8 +14,8 @@ import pytest
 
 import evstore
 from evstore.cli import main
+from evstore.operations.verify import verify
 from evstore.urls import parse_url
-from evstore.verify import verify
 from tests.conftest import ROOT, SQL, with_search_path
 
 APP = ROOT / "scripts" / "demo_app"

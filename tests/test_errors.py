@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 import evstore
-from evstore.migrations import Migrator
+from evstore.schema.migrations import Migrator
 from evstore.urls import parse_url, redact
 from tests.conftest import SQL
 
@@ -115,7 +115,7 @@ def test_held_lock_says_how_to_break_it(file_url: str) -> None:
 
 
 def test_two_folders_with_the_same_ids_in_one_process(tmp_path: Path) -> None:
-    from evstore.migrations import read_folder
+    from evstore.schema.migrations import read_folder
 
     pg, lite = read_folder(SQL / "postgres"), read_folder(SQL / "sqlite")
     assert [m.id for m in pg] == [m.id for m in lite]

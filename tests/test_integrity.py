@@ -21,8 +21,8 @@ from evstore import NewEvent
 from evstore.cli import main
 from evstore.errors import AppendLockTimeout, DatabaseError, InvalidInput
 from evstore.events import digest_of
+from evstore.operations.verify import Finding, verify
 from evstore.urls import parse_url
-from evstore.verify import Finding, verify
 from tests.conftest import SQL
 
 E = NewEvent

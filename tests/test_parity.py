@@ -10,10 +10,10 @@ import psycopg
 import pytest
 
 import evstore
-from evstore.catalog import mapping
-from evstore.catalog.diff import Difference
-from evstore.catalog.parity import run_parity
 from evstore.cli import main
+from evstore.schema.catalog import mapping
+from evstore.schema.catalog.diff import Difference
+from evstore.schema.catalog.parity import run_parity
 from tests.conftest import ROOT, SQL, require_pg, scratch_database
 
 pytestmark = pytest.mark.postgres

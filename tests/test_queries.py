@@ -15,10 +15,11 @@ import psycopg
 import pytest
 
 import evstore
-from evstore import NewEvent, queries
-from evstore.catalog.parity import run_parity
+from evstore import NewEvent
 from evstore.cli import main
-from evstore.lint import lint_queries
+from evstore.dialects import queries
+from evstore.schema.catalog.parity import run_parity
+from evstore.schema.lint import lint_queries
 from tests.conftest import SQL, require_pg, scratch_database
 
 # -- the loader ------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def test_lint_rules_of_the_queries(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_migration_readers_ignore_the_queries_folder(tmp_path: Path) -> None:
     """sql/queries sits beside the migration folders: not a migration, not in evstore.sum."""
-    from evstore.migrations import read_folder
+    from evstore.schema.migrations import read_folder
 
     ids = {m.id for m in read_folder(SQL / "postgres")}
     assert ids and not any("quer" in i for i in ids)

@@ -24,7 +24,7 @@ import pytest
 
 import evstore
 from evstore.cli import main
-from evstore.migrations import CHECKSUM_TABLE, Migrator
+from evstore.schema.migrations import CHECKSUM_TABLE, Migrator
 from evstore.urls import parse_url
 from tests.conftest import IN_CI, SQL
 from tests.pg_scram import ScramServer, scram_server

@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 
 import evstore
-from evstore.catalog import postgres as pg_catalog
-from evstore.catalog import sqlite as sqlite_catalog
-from evstore.catalog.model import Schema
+from evstore.schema.catalog import postgres as pg_catalog
+from evstore.schema.catalog import sqlite as sqlite_catalog
+from evstore.schema.catalog.model import Schema
 
 ULID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 

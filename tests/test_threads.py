@@ -11,7 +11,7 @@ import pytest
 import evstore
 from evstore import NewEvent
 from evstore.errors import InvalidInput
-from evstore.verify import verify
+from evstore.operations.verify import verify
 
 E = NewEvent
 THREADS = 8

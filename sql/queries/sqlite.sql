@@ -10,7 +10,7 @@
 -- rule queries-match). A name that starts with `sqlite_` is SQLite's own: the append path's
 -- statements, transactions, the tail's wake-up and connection setup.
 -- One exception to "the text runs as written": sqlite_insert_event is a one-row template;
--- the append repeats its VALUES row for up to 1000 events in one statement (evstore/queries.py,
+-- the append repeats its VALUES row for up to 1000 events in one statement (evstore/dialects/queries.py,
 -- Query.repeated_rows), with the parameters bound by position in the order written here.
 
 -- name: sqlite_foreign_keys

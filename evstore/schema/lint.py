@@ -12,7 +12,8 @@ from pathlib import Path
 
 import sqlparse
 
-from evstore import queries, sumfile
+from evstore.dialects import queries
+from evstore.schema import sumfile
 
 DIRECTIVES = ("depends", "transactional")
 _DIRECTIVE_LIKE = re.compile(r"^\s*--\s*([A-Za-z_][\w-]*)\s*:")

@@ -1,7 +1,7 @@
 """Live-catalog introspection of both dialects into one model, and their comparison."""
 
-from evstore.catalog.diff import Difference, differences
-from evstore.catalog.model import (
+from evstore.schema.catalog.diff import Difference, differences
+from evstore.schema.catalog.model import (
     Check,
     Column,
     ForeignKey,

@@ -10,7 +10,7 @@ import re
 import sqlite3
 from dataclasses import dataclass
 
-from evstore.catalog.model import (
+from evstore.schema.catalog.model import (
     Check,
     Column,
     ForeignKey,
@@ -21,7 +21,7 @@ from evstore.catalog.model import (
     Trigger,
     Unique,
 )
-from evstore.catalog.postgres import IGNORED_TABLES
+from evstore.schema.catalog.postgres import IGNORED_TABLES
 
 _TOKEN = re.compile(
     r"""\s+|--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|\w+|[^\s\w]""",

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from evstore.catalog import constraints, mapping
-from evstore.catalog.constraints import Facts, Fields
-from evstore.catalog.declared import Declared
-from evstore.catalog.model import Check, Index, Schema
-from evstore.catalog.sqlite import pg_spelling
+from evstore.schema.catalog import constraints, mapping
+from evstore.schema.catalog.constraints import Facts, Fields
+from evstore.schema.catalog.declared import Declared
+from evstore.schema.catalog.model import Check, Index, Schema
+from evstore.schema.catalog.sqlite import pg_spelling
 
 
 @dataclass(frozen=True, order=True)

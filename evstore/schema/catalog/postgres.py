@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from evstore.catalog.model import (
+from evstore.schema.catalog.model import (
     Check,
     Column,
     ForeignKey,

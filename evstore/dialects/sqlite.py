@@ -19,7 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from evstore.backend import AppendConflict
+from evstore.dialects.base import AppendConflict
+from evstore.dialects.queries import load
+from evstore.dialects.shared import Params, SharedBackend, append_kind, by_version, translating
 from evstore.errors import (
     AppendLockTimeout,
     AppendOnlyViolation,
@@ -35,8 +37,6 @@ from evstore.events import (
     chain_link,
     decode_json,
 )
-from evstore.queries import load
-from evstore.shared_backend import Params, SharedBackend, append_kind, by_version, translating
 from evstore.urls import DatabaseURL, Dialect
 
 _ROWS_PER_INSERT = 1000  # 8 parameters a row, well under SQLite's 32766-variable limit
@@ -320,7 +320,7 @@ class SQLiteBackend(SharedBackend):
     def _snapshot(self, row: Sequence[Any]) -> Snapshot:
         return Snapshot(row[0], row[1], _loads(row[2]), _parse_time(row[3]))
 
-    # The other reads, snapshots and checkpoints: evstore.shared_backend.
+    # The other reads, snapshots and checkpoints: evstore.dialects.shared.
 
     def save_snapshot(self, stream_id: str, version: int, state: str) -> Snapshot:
         row = self._rows(

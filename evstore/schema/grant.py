@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from evstore import queries
+from evstore.dialects import queries
 from evstore.errors import RefusedRole
 
 # What readers, projections, checkpoints and snapshots need; nothing more. The log and the

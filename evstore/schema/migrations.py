@@ -71,7 +71,7 @@ def shipped_sql_dir() -> Path:
     packaged = resources.files("evstore").joinpath("sql")
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "sql"
+    return Path(__file__).resolve().parents[2] / "sql"
 
 
 def default_dir(dialect: Dialect) -> Path:
@@ -466,7 +466,7 @@ class Migrator:
         import psycopg
 
         assert self.url.conninfo is not None
-        from evstore.postgres import connect_args
+        from evstore.dialects.postgres import connect_args
 
         try:
             pg = psycopg.connect(self.url.conninfo, **connect_args(self.url, self.schema))

@@ -91,7 +91,7 @@ _PARAM_OR_PERCENT = re.compile(PARAM.pattern + "|%")
 
 
 def queries_file(dialect: Dialect, sql_dir: Path | None = None) -> Path:
-    from evstore.migrations import shipped_sql_dir
+    from evstore.schema.migrations import shipped_sql_dir
 
     return (sql_dir or shipped_sql_dir()) / "queries" / f"{dialect}.sql"
 

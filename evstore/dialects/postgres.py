@@ -26,7 +26,17 @@ import psycopg
 import psycopg.errors
 from psycopg.types.json import set_json_loads
 
-from evstore.backend import AppendConflict
+from evstore.dialects.base import AppendConflict
+from evstore.dialects.queries import sql as named_sql
+from evstore.dialects.shared import (
+    NO_PARAMS,
+    Params,
+    SharedBackend,
+    append_kind,
+    by_version,
+    first_line,
+    translating,
+)
 from evstore.errors import (
     AppendLockTimeout,
     AppendOnlyViolation,
@@ -36,16 +46,6 @@ from evstore.errors import (
 )
 from evstore.events import EncodedEvent, Expected, RecordedEvent, decode_json
 from evstore.events import Snapshot as SnapshotRecord
-from evstore.queries import sql as named_sql
-from evstore.shared_backend import (
-    NO_PARAMS,
-    Params,
-    SharedBackend,
-    append_kind,
-    by_version,
-    first_line,
-    translating,
-)
 from evstore.urls import DatabaseURL, Dialect
 
 # pg_advisory_xact_lock key of the append path: 0x65767374 spells "evst".
@@ -319,7 +319,7 @@ class PostgresBackend(SharedBackend):
     def _snapshot(self, row: Sequence[Any]) -> SnapshotRecord:
         return SnapshotRecord(*row)
 
-    # The other reads, snapshots and checkpoints: evstore.shared_backend.
+    # The other reads, snapshots and checkpoints: evstore.dialects.shared.
 
     def save_snapshot(self, stream_id: str, version: int, state: str) -> SnapshotRecord:
         rows = self._rows(

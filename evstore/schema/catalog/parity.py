@@ -14,13 +14,13 @@ from typing import Any
 
 import psycopg
 
-from evstore.catalog import postgres as pg_catalog
-from evstore.catalog import sqlite as sqlite_catalog
-from evstore.catalog.declared import Declared, load_declared
-from evstore.catalog.diff import Difference, differences, drift
-from evstore.catalog.model import Schema
 from evstore.errors import ConnectionFailed, InvalidURL
-from evstore.migrations import Folders, Migrator, as_folders
+from evstore.schema.catalog import postgres as pg_catalog
+from evstore.schema.catalog import sqlite as sqlite_catalog
+from evstore.schema.catalog.declared import Declared, load_declared
+from evstore.schema.catalog.diff import Difference, differences, drift
+from evstore.schema.catalog.model import Schema
+from evstore.schema.migrations import Folders, Migrator, as_folders
 from evstore.urls import DatabaseURL, parse_url
 
 
@@ -69,8 +69,8 @@ def query_differences(pg_dir: Folders, sqlite_dir: Folders) -> list[Difference]:
     """The named runtime queries (sql/queries beside the first folder of each, else the
     shipped files): same names on both sides, with the same parameters. A postgres_ or
     sqlite_ name is that dialect's own and has no counterpart."""
-    from evstore.lint import query_files
-    from evstore.queries import DIALECT_ONLY, parse
+    from evstore.dialects.queries import DIALECT_ONLY, parse
+    from evstore.schema.lint import query_files
 
     pg_file, lite_file = query_files(as_folders(pg_dir)[0], as_folders(sqlite_dir)[0])
     pg = parse(pg_file.read_text(encoding="utf-8"), "postgres") if pg_file.is_file() else {}

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evstore.catalog import mapping
-from evstore.catalog.model import Check, Schema, Table
+from evstore.schema.catalog import mapping
+from evstore.schema.catalog.model import Check, Schema, Table
 
 # object -> field -> (value compared, value shown)
 Fields = dict[str, tuple[Any, Any]]
