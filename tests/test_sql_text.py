@@ -232,11 +232,11 @@ def test_bookkeeping_queries_name_the_tables_the_code_checks_for() -> None:
                 assert re.search(rf"\b{table}\b", tooling[name].text), (dialect, name)
 
 
-def _copy(tmp_path: Path) -> tuple[list[str], Path]:
-    for folder in ("postgres", "sqlite", "queries", "catalog", "tooling"):
+def _copy(tmp_path: Path) -> list[str]:
+    """A copy of sql/ with every set; returns lint's folder options for it."""
+    for folder in ("postgres", "sqlite", *queries.QUERY_SETS):
         shutil.copytree(SQL / folder, tmp_path / folder)
-    return ["--pg-dir", str(tmp_path / "postgres"), "--sqlite-dir", str(tmp_path / "sqlite")], \
-        tmp_path
+    return ["--pg-dir", str(tmp_path / "postgres"), "--sqlite-dir", str(tmp_path / "sqlite")]
 
 
 @pytest.mark.parametrize("file, old, new, says", [
@@ -253,7 +253,7 @@ def _copy(tmp_path: Path) -> tuple[list[str], Path]:
 def test_lint_checks_the_catalog_and_tooling_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, old: str, new: str, says: str
 ) -> None:
-    dirs, root = _copy(tmp_path)
+    dirs, root = _copy(tmp_path), tmp_path
     assert main(["lint", "--no-squawk", *dirs]) == 0
     text = (root / file).read_text()
     assert old in text
@@ -263,3 +263,19 @@ def test_lint_checks_the_catalog_and_tooling_files(
     findings = json.loads(capsys.readouterr().out)
     assert any(says in f["message"] for f in findings), findings
     assert all(f["file"].startswith(str(root / file.split("/")[0])) for f in findings)
+
+
+def test_parity_reports_a_tooling_or_catalog_query_on_one_side_only(tmp_path: Path) -> None:
+    from evstore.schema.catalog.parity import query_differences
+
+    _copy(tmp_path)
+    assert query_differences(tmp_path / "postgres", tmp_path / "sqlite") == []
+    path = tmp_path / "tooling" / "postgres.sql"
+    path.write_text(path.read_text().replace("-- name: checksums\n", "-- name: checksum_rows\n"))
+    path = tmp_path / "catalog" / "sqlite.sql"  # dialect-only names have no counterpart
+    path.write_text(path.read_text().replace("-- name: sqlite_catalog_columns\n",
+                                             "-- name: sqlite_catalog_columns_2\n"))
+    found = {(d.object, d.field, d.postgres, d.sqlite)
+             for d in query_differences(tmp_path / "postgres", tmp_path / "sqlite")}
+    assert found == {("tooling query checksum_rows", "exists", True, False),
+                     ("tooling query checksums", "exists", False, True)}

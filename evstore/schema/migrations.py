@@ -213,11 +213,14 @@ class _Bookkeeping:
         self.dialect = dialect
         self.connection = connection  # sqlite3 or psycopg: both take the loader's text
 
-    def rows(self, name: str, **params: str) -> list[tuple[Any, ...]]:
+    def run(self, name: str, **params: str) -> Any:
+        """Execute one named query; returns the driver's cursor."""
         # Always a dict of parameters, even empty: on PostgreSQL the loader doubles each
         # literal %, which psycopg undoes only when it is given parameters.
-        statement = queries.sql(self.dialect, "tooling")[name]
-        return list(self.connection.execute(statement, params).fetchall())
+        return self.connection.execute(queries.sql(self.dialect, "tooling")[name], params)
+
+    def rows(self, name: str, **params: str) -> list[tuple[Any, ...]]:
+        return list(self.run(name, **params).fetchall())
 
     def tables(self) -> frozenset[str]:
         return frozenset(str(r[0]) for r in self.rows("list_tables"))
@@ -736,7 +739,7 @@ class Migrator:
 
     def _ensure_checksum_table(self) -> None:
         with self.backend.transaction():
-            self._bookkeeping().rows("create_checksum_table")
+            self._bookkeeping().run("create_checksum_table")
 
     def _record_checksums(self, recorded: _Recorded) -> None:
         """Give every applied migration a checksum row in evstore's table (and in 0008's, when
@@ -751,7 +754,7 @@ class Migrator:
             # Rows of migrations no longer applied (rolled back by plain `yoyo rollback`).
             for table, rows in ((CHECKSUM_TABLE, own), (LEGACY_CHECKSUM_TABLE, legacy)):
                 for mid in set(rows) - set(recorded.applied):
-                    book.rows(_CHECKSUM_QUERIES[table][1], id=mid)
+                    book.run(_CHECKSUM_QUERIES[table][1], id=mid)
             for mid in recorded.applied:
                 if mid not in by_id:
                     continue
@@ -759,8 +762,8 @@ class Migrator:
                 for table, rows in ((CHECKSUM_TABLE, own), (LEGACY_CHECKSUM_TABLE, legacy)):
                     if table in tables and rows.get(mid) != sha:
                         _read, delete, insert = _CHECKSUM_QUERIES[table]
-                        book.rows(delete, id=mid)
-                        book.rows(insert, id=mid, sha=sha)
+                        book.run(delete, id=mid)
+                        book.run(insert, id=mid, sha=sha)
 
     def _forget_checksum(self, migration: Migration) -> None:
         backend = self.backend
@@ -768,7 +771,7 @@ class Migrator:
         with backend.transaction():
             for table in (CHECKSUM_TABLE, LEGACY_CHECKSUM_TABLE):
                 if table in tables:
-                    self._bookkeeping().rows(_CHECKSUM_QUERIES[table][1], id=migration.id)
+                    self._bookkeeping().run(_CHECKSUM_QUERIES[table][1], id=migration.id)
 
     def _recorded_locked(self) -> _Recorded:
         backend = self.backend
