@@ -279,3 +279,29 @@ def test_parity_reports_a_tooling_or_catalog_query_on_one_side_only(tmp_path: Pa
              for d in query_differences(tmp_path / "postgres", tmp_path / "sqlite")}
     assert found == {("tooling query checksum_rows", "exists", True, False),
                      ("tooling query checksums", "exists", False, True)}
+
+
+def test_sqlite_catalog_binds_names_that_need_quoting(tmp_path: Path) -> None:
+    """The pragma functions take the table and index names as parameters: a name with a
+    quote, a space or a keyword reads like any other."""
+    import sqlite3
+
+    from evstore.schema.catalog import sqlite as catalog
+
+    conn = sqlite3.connect(tmp_path / "odd.db")
+    conn.executescript('''
+        CREATE TABLE "pa""rent" (id INTEGER PRIMARY KEY);
+        CREATE TABLE "order by" (
+            "se""lect" TEXT NOT NULL, "from" INTEGER REFERENCES "pa""rent" (id),
+            CONSTRAINT "uq ""x""" UNIQUE ("se""lect")
+        );
+        CREATE INDEX "ix ""odd""" ON "order by" ("from" DESC);
+    ''')
+    schema = catalog.introspect(conn)
+    conn.close()
+    table = schema.tables["order by"]
+    assert [c.name for c in table.columns] == ['se"lect', "from"]
+    assert [(u.name, u.columns) for u in table.uniques] == [('uq "x"', ('se"lect',))]
+    assert [(f.columns, f.ref_table) for f in table.foreign_keys] == [(("from",), 'pa"rent')]
+    index = schema.indexes['ix "odd"']
+    assert (index.table, index.columns, index.descending) == ("order by", ("from",), (True,))

@@ -1,4 +1,4 @@
--- What `evstore parity` and `evstore drift` read from a SQLite database's schema, one named block each.
+-- What `evstore parity` and `evstore drift` read from a SQLite schema, one named block each.
 --
 -- For DBAs reviewing what the comparison sees, and for evstore/schema/catalog/sqlite.py, which
 -- runs these blocks; all of them only read. The table-valued pragma functions take the table or

@@ -1,4 +1,4 @@
--- evstore's bookkeeping statements on PostgreSQL: migration checksums, yoyo's lock, scratch databases.
+-- evstore's bookkeeping on PostgreSQL: migration checksums, yoyo's lock, scratch databases.
 --
 -- For DBAs reviewing what `evstore migrate`, `rollback`, `status` and `parity --cleanup` run
 -- besides the migrations themselves, and for evstore/schema/migrations.py and
