@@ -330,7 +330,7 @@ class Store(Settings):
         self, after: int = 0, types: Sequence[str] | None = None, page_size: int = 1000
     ) -> Iterator[RecordedEvent]:
         """Every event after `after` in global order, read page by page (flat memory)."""
-        return Driver(self, self._live()).each(plans.iter_all(self._q, after, types, page_size))
+        yield from Driver(self, self._live()).each(plans.iter_all(self._q, after, types, page_size))
 
     def head_position(self) -> int:
         """The highest committed position, 0 for an empty log."""
@@ -431,30 +431,32 @@ class Driver:
         self.tx = tx
 
     def run(self, plan: Plan[T]) -> T:
-        try:
-            self.advance(plan)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        raise AssertionError("a plan that returns a result delivered an item")
+        done, value = self.advance(plan)
+        assert done, "a plan that returns a result delivered an item"
+        return value  # type: ignore[no-any-return]
 
     def each(self, plan: plans.Feed) -> Iterator[Any]:
         """The items the plan delivers, as an iterator."""
         try:
             while True:
-                yield self.advance(plan)
-        except StopIteration:
-            return
+                done, item = self.advance(plan)
+                if done:
+                    return
+                yield item
         finally:
             plan.close()
 
-    def advance(self, plan: Generator[Request, Any, Any]) -> Any:
-        """Run the plan until it delivers an item (returned) or ends (StopIteration)."""
+    def advance(self, plan: Generator[Request, Any, Any]) -> tuple[bool, Any]:
+        """Run the plan until it ends, (True, its result), or delivers, (False, the item)."""
         value: Any = None
         error: Exception | None = None
         while True:
-            name, args = plan.send(value) if error is None else plan.throw(error)
+            try:
+                name, args = plan.send(value) if error is None else plan.throw(error)
+            except StopIteration as stop:
+                return True, stop.value
             if name == "deliver":
-                return args[0]
+                return False, args[0]
             try:
                 value = getattr(self if name in self.OWN else self.backend, name)(*args)
                 error = None

@@ -123,13 +123,16 @@ def open_connection(url: DatabaseURL, schema: str | None = None) -> psycopg.Conn
     try:
         conn = psycopg.connect(url.conninfo, **connect_args(url, schema))
     except psycopg.Error as e:
-        raise ConnectionFailed(
-            f"cannot connect to {url.redacted}: {url.scrub(first_line(e))}; check that the "
-            "server is "
-            "running, and the host, port, database name and credentials in the URL"
-        ) from e
+        raise cannot_connect(url, e) from e
     _configure(conn)
     return conn
+
+
+def cannot_connect(url: DatabaseURL, error: psycopg.Error) -> ConnectionFailed:
+    return ConnectionFailed(
+        f"cannot connect to {url.redacted}: {url.scrub(first_line(error))}; check that the "
+        "server is running, and the host, port, database name and credentials in the URL"
+    )
 
 
 class PostgresBackend:
@@ -284,10 +287,11 @@ class PostgresBackend:
 
     def notified(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for one notification; True if it was for this store."""
+        found = False
         with translated():
             for notify in self.conn.notifies(timeout=timeout, stop_after=1):
-                return ours(notify, self.schema)
-        return False
+                found = ours(notify, self.schema)
+        return found
 
 
 # What the sync and the async backends share: pure functions, no I/O.
