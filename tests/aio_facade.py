@@ -26,8 +26,8 @@ import psycopg
 
 import evstore
 import evstore.aio
-from evstore.errors import InvalidInput
 from evstore.dialects.postgres import connect_args
+from evstore.errors import InvalidInput
 
 
 class Session:
