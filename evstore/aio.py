@@ -20,11 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, TypeVar, Unpack, runtime_checkable
 
 from evstore import plans
 from evstore.dialects.base import AsyncBackend, Plan, Request
@@ -32,7 +31,7 @@ from evstore.dialects.shared import Queries
 from evstore.errors import InvalidInput, StoreClosed
 from evstore.events import ANY, Expected, NewEvent, RecordedEvent, Snapshot
 from evstore.schema.migrations import MigrationState, Migrator
-from evstore.store import DEFAULT_LOCK_TIMEOUT, Settings
+from evstore.store import Following, Options, Settings
 from evstore.urls import DatabaseURL, parse_url
 
 T = TypeVar("T")
@@ -51,26 +50,13 @@ class AsyncProjection(Protocol):
     def apply(self, tx: AsyncTransaction, event: RecordedEvent) -> Awaitable[None] | None: ...
 
 
-async def connect(
-    url: str,
-    *,
-    migrations_dir: str | Path | None = None,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-    pool_size: int = 8,
-    schema: str | None = None,
-    app_migrations_dir: str | Path | Mapping[str, str | Path] | None = None,
-) -> AsyncStore:
-    """Open an AsyncStore; the arguments are evstore.connect's. pool_size: on PostgreSQL, the
-    most connections that tasks sharing this store use at once."""
-    store = AsyncStore(
-        parse_url(url),
-        migrations_dir=migrations_dir,
-        lock_timeout=lock_timeout,
-        pool_size=pool_size,
-        schema=schema,
-        app_migrations_dir=app_migrations_dir,
-    )
-    store._backend = await open_backend(store.url, store.lock_timeout, pool_size, store.schema)
+async def connect(url: str, **options: Unpack[Options]) -> AsyncStore:
+    """Open an AsyncStore. The URL and the keyword arguments are evstore.connect's
+    (migrations_dir, lock_timeout, pool_size, schema, app_migrations_dir); pool_size: on
+    PostgreSQL, the most connections that tasks sharing this store use at once."""
+    store = AsyncStore(parse_url(url), **options)
+    store._backend = await open_backend(store.url, store.lock_timeout, store.pool_size,
+                                        store.schema)
     store._q = store._backend.queries  # type: ignore[attr-defined]
     return store
 
@@ -321,7 +307,7 @@ class AsyncDriver:
         assert done, "a plan that returns a result delivered an item"
         return value  # type: ignore[no-any-return]
 
-    async def each(self, plan: plans.Feed) -> AsyncIterator[Any]:
+    async def each(self, plan: plans.Feed) -> AsyncGenerator[Any, None]:
         try:
             while True:
                 done, item = await self.advance(plan)
@@ -332,15 +318,11 @@ class AsyncDriver:
             plan.close()
 
     async def advance(self, plan: Generator[Request, Any, Any]) -> tuple[bool, Any]:
-        value: Any = None
-        error: Exception | None = None
+        value, error = None, None
         while True:
-            try:
-                name, args = plan.send(value) if error is None else plan.throw(error)
-            except StopIteration as stop:
-                return True, stop.value
-            if name == "deliver":
-                return False, args[0]
+            name, args = plans.next_request(plan, value, error)
+            if name in plans.ENDS:
+                return name == "return", args[0]
             target = self if name in self.OWN else self.backend
             try:
                 value, error = await getattr(target, name)(*args), None
@@ -392,7 +374,7 @@ class AsyncTailDriver(AsyncDriver):
         return self.stopped.is_set()
 
 
-class AsyncTail:
+class AsyncTail(Following):
     """An async iterator over committed events; stop() or idle_timeout ends it.
 
     `position` is the position of the last event delivered: a new tail with after=position
@@ -402,25 +384,17 @@ class AsyncTail:
     def __init__(
         self, driver: AsyncTailDriver, plan: plans.Feed, state: plans.TailState
     ) -> None:
-        self._driver = driver
-        self._state = state
+        super().__init__(driver, state)
         self._iterator = self._run(plan)
 
-    async def _run(self, plan: plans.Feed) -> AsyncIterator[RecordedEvent]:
+    async def _run(self, plan: plans.Feed) -> AsyncGenerator[RecordedEvent, None]:
         events = self._driver.each(plan)
         try:
             async for event in events:
                 yield event
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
             await self._driver.disconnect()
-
-    @property
-    def position(self) -> int:
-        return self._state.position
-
-    def stop(self) -> None:
-        self._driver.stopped.set()
 
     def __aiter__(self) -> AsyncTail:
         return self
@@ -429,8 +403,8 @@ class AsyncTail:
         return await anext(self._iterator)
 
     async def aclose(self) -> None:
-        self._driver.stopped.set()
-        await self._iterator.aclose()  # type: ignore[attr-defined]
+        self.stop()
+        await self._iterator.aclose()
 
     async def __aenter__(self) -> Self:
         return self

@@ -61,6 +61,20 @@ MAX_INT = 2**63 - 1  # positions, versions and limits are 64-bit signed on both 
 Feed = Generator[Request, Any, None]
 
 
+def next_request(
+    plan: Generator[Request, Any, Any], value: Any, error: Exception | None
+) -> Request:
+    """Send the plan the last request's result, or throw in its error; the plan's next
+    request. When the plan ends, ("return", (its result,))."""
+    try:
+        return plan.send(value) if error is None else plan.throw(error)
+    except StopIteration as stop:
+        return ("return", (stop.value,))
+
+
+ENDS = frozenset({"return", "deliver"})  # the requests that end a driver's advance()
+
+
 def check_int(value: object, what: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(f"{what} must be an int, not {type(value).__name__}")

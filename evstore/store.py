@@ -8,7 +8,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, TypedDict, TypeVar, runtime_checkable
 
 from evstore import plans
 from evstore.dialects.base import Backend, Plan, Request
@@ -32,6 +32,17 @@ class Projection(Protocol):
 
 
 DEFAULT_LOCK_TIMEOUT = 5.0  # seconds an append waits for the append lock
+
+
+class Options(TypedDict, total=False):
+    """connect()'s keyword arguments, for evstore.aio.connect to take the same."""
+
+    migrations_dir: str | Path | None
+    lock_timeout: float
+    pool_size: int
+    schema: str | None
+    app_migrations_dir: str | Path | Mapping[str, str | Path] | None
+
 __all__ = ["MAX_INT", "Projection", "Store", "Tail", "Transaction", "connect"]
 
 
@@ -177,6 +188,10 @@ class Settings:
         self.migrations_dir = (
             Path(migrations_dir) if migrations_dir is not None else default_dir(url.dialect)
         )
+        self._setup()
+
+    def _setup(self) -> None:
+        """What a subclass does once the settings hold (Store: open the backend)."""
 
     def _with_migrator(self, connection: Any, work: Callable[[Migrator], T]) -> T:
         """Run `work` with a yoyo migrator for this store; `connection` is the in-memory
@@ -200,21 +215,9 @@ class Store(Settings):
     Each method checks its arguments and runs a plan of evstore.plans, the logic it shares
     with evstore.aio.AsyncStore."""
 
-    def __init__(
-        self,
-        url: DatabaseURL,
-        *,
-        migrations_dir: str | Path | None = None,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-        pool_size: int = 8,
-        schema: str | None = None,
-        app_migrations_dir: str | Path | Mapping[str, str | Path] | None = None,
-    ) -> None:
-        super().__init__(url, migrations_dir=migrations_dir, lock_timeout=lock_timeout,
-                         pool_size=pool_size, schema=schema,
-                         app_migrations_dir=app_migrations_dir)
+    def _setup(self) -> None:
         self._backend: Backend | None = open_backend(
-            url, self.lock_timeout, pool_size, self.schema
+            self.url, self.lock_timeout, self.pool_size, self.schema
         )
         self._q = self._backend.queries  # type: ignore[attr-defined]
 
@@ -448,18 +451,14 @@ class Driver:
 
     def advance(self, plan: Generator[Request, Any, Any]) -> tuple[bool, Any]:
         """Run the plan until it ends, (True, its result), or delivers, (False, the item)."""
-        value: Any = None
-        error: Exception | None = None
+        value, error = None, None
         while True:
+            name, args = plans.next_request(plan, value, error)
+            if name in plans.ENDS:
+                return name == "return", args[0]
+            method = getattr(self if name in self.OWN else self.backend, name)
             try:
-                name, args = plan.send(value) if error is None else plan.throw(error)
-            except StopIteration as stop:
-                return True, stop.value
-            if name == "deliver":
-                return False, args[0]
-            try:
-                value = getattr(self if name in self.OWN else self.backend, name)(*args)
-                error = None
+                value, error = method(*args), None
             except Exception as e:
                 value, error = None, e
 
@@ -506,15 +505,30 @@ class TailDriver(Driver):
     OWN = Driver.OWN | {"connect", "disconnect", "wait"}
 
 
-class Tail:
+class Following:
+    """What a Tail and an AsyncTail share: their progress, and stop()."""
+
+    def __init__(self, driver: Any, state: plans.TailState) -> None:
+        self._driver = driver
+        self._state = state
+
+    @property
+    def position(self) -> int:
+        """The position of the last event delivered."""
+        return self._state.position
+
+    def stop(self) -> None:
+        self._driver.stopped.set()
+
+
+class Tail(Following):
     """An iterator over committed events; stop() (from any thread) or idle_timeout ends it.
 
     `position` is the position of the last event delivered: a new tail with after=position
     continues exactly where this one stopped."""
 
     def __init__(self, driver: TailDriver, plan: plans.Feed, state: plans.TailState) -> None:
-        self._driver = driver
-        self._state = state
+        super().__init__(driver, state)
         self._iterator = self._run(plan)
 
     def _run(self, plan: plans.Feed) -> Iterator[RecordedEvent]:
@@ -523,13 +537,6 @@ class Tail:
         finally:
             self._driver.disconnect()
 
-    @property
-    def position(self) -> int:
-        return self._state.position
-
-    def stop(self) -> None:
-        self._driver.stopped.set()
-
     def __iter__(self) -> Tail:
         return self
 
@@ -537,7 +544,7 @@ class Tail:
         return next(self._iterator)
 
     def close(self) -> None:
-        self._driver.stopped.set()
+        self.stop()
         self._iterator.close()  # type: ignore[attr-defined]
 
     def __enter__(self) -> Self:
@@ -545,4 +552,3 @@ class Tail:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
