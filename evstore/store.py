@@ -220,6 +220,7 @@ class Store(Settings):
             self.url, self.lock_timeout, self.pool_size, self.schema
         )
         self._q = self._backend.queries  # type: ignore[attr-defined]
+        self._driver = Driver(self, self._backend)  # holds no state of a call: shared
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -248,7 +249,8 @@ class Store(Settings):
         return self._backend
 
     def _run(self, plan: Plan[T]) -> T:
-        return Driver(self, self._live()).run(plan)
+        self._live()
+        return self._driver.run(plan)
 
     # -- migrations --------------------------------------------------------------------------
 
