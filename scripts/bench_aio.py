@@ -119,6 +119,25 @@ def measure(url: str, dialect: str, rounds: int, repeat: int) -> list[dict[str, 
     return results
 
 
+def api_overhead() -> None:
+    """What the API layer (argument checks, the plan, the sync driver) adds to one call: a
+    real :memory: store's stream_version, beside the same statement run on its backend."""
+    import timeit
+
+    with evstore.connect("sqlite:///:memory:") as store:
+        store.migrate()
+        store.append("s", [NewEvent("T", {})])
+        backend = store._live()
+        statement = store._q.sql["stream_version"]
+        n = 20000
+        for _ in range(3):
+            api = min(timeit.repeat(lambda: store.stream_version("s"), number=n, repeat=7)) / n
+            raw = min(timeit.repeat(lambda: backend.rows(statement, {"stream_id": "s"}),
+                                    number=n, repeat=7)) / n
+            print(f"stream_version: {api * 1e6:.2f} us through the Store, {raw * 1e6:.2f} us "
+                  f"on the backend: {(api - raw) * 1e6:.2f} us for the API layer", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,7 +145,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=200, help="rounds per worker (200)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure, best kept (3)")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    parser.add_argument("--overhead", action="store_true",
+                        help="only measure what the API layer adds to one call")
     args = parser.parse_args()
+    if args.overhead:
+        api_overhead()
+        return 0
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         results += measure(f"sqlite:///{Path(folder) / 'bench.db'}", "sqlite", args.rounds,
