@@ -14,7 +14,7 @@ from collections.abc import Generator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
-from evstore.events import EncodedEvent, Expected, RecordedEvent
+from evstore.events import EncodedEvent, Expected, RecordedEvent, Snapshot
 from evstore.urls import DatabaseURL, Dialect
 
 T = TypeVar("T")
@@ -65,6 +65,35 @@ class Backend(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The caller's own SQL, with ? placeholders on both dialects."""
         ...
+
+    # The named queries as methods (evstore.dialects.shared.SyncQueries), for code that holds
+    # a backend; the Store runs the same plans through its driver.
+
+    def run(self, name: str, params: Any = ()) -> list[tuple[Any, ...]]: ...
+
+    def find_events(self, event_ids: Sequence[str]) -> list[RecordedEvent]: ...
+
+    def stream_version(self, stream_id: str) -> int | None: ...
+
+    def read_stream(
+        self, stream_id: str, from_version: int, limit: int | None, backwards: bool
+    ) -> list[RecordedEvent]: ...
+
+    def read_all(
+        self, after: int, limit: int, types: Sequence[str] | None
+    ) -> list[RecordedEvent]: ...
+
+    def head_position(self) -> int: ...
+
+    def save_snapshot(self, stream_id: str, version: int, state: str) -> Snapshot: ...
+
+    def load_snapshot(self, stream_id: str) -> Snapshot | None: ...
+
+    def checkpoint(self, name: str, for_update: bool) -> int: ...
+
+    def set_checkpoint(self, name: str, position: int) -> None: ...
+
+    def delete_checkpoint(self, name: str) -> bool: ...
 
 
 class AsyncBackend(Protocol):

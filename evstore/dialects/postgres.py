@@ -28,7 +28,14 @@ from psycopg.types.json import set_json_loads
 
 from evstore.dialects.base import AppendConflict, Plan, call
 from evstore.dialects.queries import sql as named_sql
-from evstore.dialects.shared import Queries, append_kind, by_version, first_line, translating
+from evstore.dialects.shared import (
+    Queries,
+    SyncQueries,
+    append_kind,
+    by_version,
+    first_line,
+    translating,
+)
 from evstore.errors import (
     AppendLockTimeout,
     AppendOnlyViolation,
@@ -135,7 +142,7 @@ def cannot_connect(url: DatabaseURL, error: psycopg.Error) -> ConnectionFailed:
     )
 
 
-class PostgresBackend:
+class PostgresBackend(SyncQueries):
     dialect: Dialect = "postgres"
     queries: Queries  # below
 
@@ -265,7 +272,7 @@ class PostgresBackend:
             self._give_back(conn, how)
         return list(map(RecordedEvent.from_decoded_row, rows))
 
-    # The reads, snapshots and checkpoints: evstore.dialects.shared.
+    # The reads, snapshots and checkpoints: plans in evstore.dialects.shared (SyncQueries).
 
     # -- projections and tails ---------------------------------------------------------------
 

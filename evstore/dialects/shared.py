@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from evstore.dialects.base import Plan, call
 from evstore.errors import EvstoreError
 from evstore.events import ANY, NO_STREAM, STREAM_EXISTS, Expected, RecordedEvent, Snapshot
 from evstore.urls import Dialect
+
+T = TypeVar("T")
 
 
 class Wake(Protocol):
@@ -114,6 +116,61 @@ def set_checkpoint(q: Queries, name: str, position: int) -> Plan[None]:
 
 def delete_checkpoint(q: Queries, name: str) -> Plan[bool]:
     return bool((yield call("rows", q.sql["delete_checkpoint"], {"name": name})))
+
+
+def drive(backend: Any, plan: Plan[T]) -> T:
+    """Run a query plan of this module on a sync backend (each request a method call)."""
+    value: Any = None
+    while True:
+        try:
+            name, args = plan.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value = getattr(backend, name)(*args)
+
+
+class SyncQueries:
+    """The queries above as methods of a sync backend, for code that holds a Backend rather
+    than a Store (consumer groups, the relay). The Store itself runs the plans."""
+
+    queries: Queries
+
+    def run(self, name: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        return drive(self, run(self.queries, name, params))
+
+    def find_events(self, event_ids: Sequence[str]) -> list[RecordedEvent]:
+        return drive(self, find_events(self.queries, event_ids))
+
+    def stream_version(self, stream_id: str) -> int | None:
+        return drive(self, stream_version(self.queries, stream_id))
+
+    def read_stream(
+        self, stream_id: str, from_version: int, limit: int | None, backwards: bool
+    ) -> list[RecordedEvent]:
+        return drive(self, read_stream(self.queries, stream_id, from_version, limit, backwards))
+
+    def read_all(
+        self, after: int, limit: int, types: Sequence[str] | None
+    ) -> list[RecordedEvent]:
+        return drive(self, read_all(self.queries, after, limit, types))
+
+    def head_position(self) -> int:
+        return drive(self, head_position(self.queries))
+
+    def save_snapshot(self, stream_id: str, version: int, state: str) -> Snapshot:
+        return drive(self, save_snapshot(self.queries, stream_id, version, state))
+
+    def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        return drive(self, load_snapshot(self.queries, stream_id))
+
+    def checkpoint(self, name: str, for_update: bool) -> int:
+        return drive(self, checkpoint(self.queries, name, for_update))
+
+    def set_checkpoint(self, name: str, position: int) -> None:
+        drive(self, set_checkpoint(self.queries, name, position))
+
+    def delete_checkpoint(self, name: str) -> bool:
+        return drive(self, delete_checkpoint(self.queries, name))
 
 
 def append_kind(expected: Expected) -> str:

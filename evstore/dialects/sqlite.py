@@ -20,7 +20,7 @@ from typing import Any
 
 from evstore.dialects.base import AppendConflict, Plan, call
 from evstore.dialects.queries import load
-from evstore.dialects.shared import Queries, append_kind, by_version, translating
+from evstore.dialects.shared import Queries, SyncQueries, append_kind, by_version, translating
 from evstore.errors import (
     AppendLockTimeout,
     AppendOnlyViolation,
@@ -132,7 +132,7 @@ def open_connection(url: DatabaseURL, lock_timeout: float = 5.0) -> sqlite3.Conn
     return conn
 
 
-class SQLiteBackend:
+class SQLiteBackend(SyncQueries):
     dialect: Dialect = "sqlite"
     queries: Queries  # below
 
@@ -312,7 +312,7 @@ class SQLiteBackend:
     def events(self, sql: str, params: Any) -> list[RecordedEvent]:
         return list(map(_from_row, self.rows(sql, params)))
 
-    # The reads, snapshots and checkpoints: evstore.dialects.shared.
+    # The reads, snapshots and checkpoints: plans in evstore.dialects.shared (SyncQueries).
 
     # -- projections and tails ---------------------------------------------------------------
 
