@@ -1,0 +1,131 @@
+"""W6: the append rate, a read from the middle and a replay's memory, on a small and
+a large log."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import subprocess
+import sys
+import time
+import uuid
+
+import evstore
+from evbench.data import Batch, make_batches, make_event
+from evbench.databases import Scratch
+from evbench.results import Results, timed
+from evbench.systems import EvstoreSystem, touch
+from evstore import NewEvent
+
+
+def fill(store: evstore.Store, rng: random.Random, events: int, chunk: int = 1000) -> None:
+    """Grow the log quickly: new streams of up to `chunk` events, one append each."""
+    template = [make_event(rng, k) for k in range(chunk)]
+    while events > 0:
+        n = min(chunk, events)
+        store.append(
+            str(uuid.uuid4()),
+            [NewEvent(e.type, e.data, e.metadata) for e in template[:n]],
+            expected_version=evstore.NO_STREAM,
+        )
+        events -= n
+
+
+def mid_read(store: evstore.Store, after: int, page: int, pages: int) -> float:
+    """Events/s reading `pages` pages from `after` on, data decoded."""
+    gc.collect()
+    start = time.perf_counter()
+    n = 0
+    for _ in range(pages):
+        got = store.read_all(after, page)
+        n += touch(got)
+        if len(got) < page:
+            break
+        after = got[-1].position
+    return n / (time.perf_counter() - start)
+
+
+def replay_peak_mb(url: str) -> tuple[float, float, int]:
+    """Peak resident memory (MB) of a fresh process before and after it replays the whole
+    log into a projection counting events per type, and the number of events applied.
+
+    Read from VmHWM in /proc/self/status: getrusage's ru_maxrss would also count the memory
+    of this (large) process, which Linux carries over into a child across fork and exec."""
+    code = (
+        "import sys, evstore\n"
+        "def hwm():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            return int(line.split()[1]) / 1024\n"
+        "class Count:\n"
+        "    name = 'bench_replay'\n"
+        "    def __init__(self): self.by_type = {}\n"
+        "    def apply(self, tx, event):\n"
+        "        event.data\n"
+        "        self.by_type[event.type] = self.by_type.get(event.type, 0) + 1\n"
+        "with evstore.connect(sys.argv[1]) as store:\n"
+        "    before = hwm()\n"
+        "    n = store.replay(Count(), batch_size=1000)\n"
+        "print(before, hwm(), n)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, url], check=True, capture_output=True, text=True
+    ).stdout.split()
+    return float(out[0]), float(out[1]), int(out[2])
+
+
+def run_w6(
+    dialect: str, scratch: Scratch, w1: list[Batch], args: argparse.Namespace, results: Results,
+    rng: random.Random,
+) -> None:
+    system = EvstoreSystem(dialect)
+    system.setup(scratch)
+    name = system.name
+    store = system.store
+    try:
+        w1_events = sum(len(b.events) for b in w1)
+        # Small log: W1's rate on an empty log, a read from the start, the replay's memory.
+        def do_w1_empty() -> int:
+            for b in w1:
+                system.append(b)
+            return w1_events
+
+        n, s = timed(do_w1_empty)
+        results.add("W6 W1 @empty", name, n / s, "events/s")
+        small = store.head_position()
+        _, mb_small, n_small = replay_peak_mb(system.url)
+        results.add("W6 replay MB @small", name, mb_small, "MB")
+        results.note("W6 replay MB @small", name, f"{n_small:,} events replayed")
+        # Grow to --growth events, then W1 again on top (fresh streams, fresh ids).
+        print(f"  {name}: growing the log from {small:,} to {args.growth:,} events", flush=True)
+        fill(store, rng, max(0, args.growth - small - w1_events))
+        for rep in range(args.reps):
+            fresh = make_batches(random.Random(9000 + rep), args.streams,
+                                 args.events // args.streams, args.batch)
+
+            def do_w1(batches: list[Batch] = fresh) -> int:
+                for b in batches:
+                    system.append(b)
+                return sum(len(b.events) for b in batches)
+
+            n, s = timed(do_w1)
+            results.add("W6 W1 @large", name, n / s, "events/s")
+        head = store.head_position()
+        results.note("W6 W1 @large", name, f"log held {head - w1_events * args.reps:,} to "
+                     f"{head:,} events")
+        # Reads of the same length from the first and from the middle position of the full
+        # log, alternating, so both see the same cache and the same machine.
+        for _ in range(args.reps):
+            results.add("W6 read @start", name, mid_read(store, 0, args.page, args.w6_pages),
+                        "events/s")
+            results.add("W6 read @middle", name,
+                        mid_read(store, head // 2, args.page, args.w6_pages), "events/s")
+        before, mb_large, n_large = replay_peak_mb(system.url)
+        results.add("W6 replay MB @large", name, mb_large, "MB")
+        results.note("W6 replay MB @large", name,
+                     f"{n_large:,} events replayed; {before:.0f} MB before the replay began")
+    finally:
+        system.teardown(scratch)
+
+
