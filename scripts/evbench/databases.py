@@ -75,7 +75,9 @@ def raw_digest(event_type: str, payload: str, metadata: str) -> bytes:
 
 
 
-def es_pg_datastore(url: str) -> Any:
+def es_pg_datastore(url: str, pool_size: int = 1) -> Any:
+    """eventsourcing's PostgreSQL datastore; pool_size connections (its own default is 1;
+    a subscription holds one for LISTEN, threads sharing a recorder need one each)."""
     from eventsourcing.postgres import PostgresDatastore
 
     u = parse_url(url)
@@ -86,6 +88,7 @@ def es_pg_datastore(url: str) -> Any:
         port=str(info.get("port", 5432)),
         user=str(info.get("user", "postgres")),
         password=str(info.get("password", "")),
+        pool_size=pool_size,
     )
 
 

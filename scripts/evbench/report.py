@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import sqlite3
@@ -15,8 +17,8 @@ import psycopg
 
 import evstore
 from evbench.databases import conninfo
+from evbench.ratios import BASELINE, PEER, PEER_BYTES, dialect_of, ratio
 from evbench.results import Results
-from evbench.systems import BASELINE, PEER
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -30,9 +32,11 @@ def fmt(value: float | None, unit: str) -> str:
 
 
 def report(results: Results, systems: Sequence[str]) -> str:
+    """Medians with min and max, and evstore's ratios to the raw driver, to eventsourcing and
+    to eventsourcing handed bytes (> 1: evstore did better; see ratios.py)."""
     lines = []
-    header = f"{'workload':<22}{'system':<24}{'median':>12}{'min':>12}{'max':>12}  " \
-             f"{'vs raw':>7}{'vs es':>7}"
+    header = f"{'workload':<38}{'system':<24}{'median':>12}{'min':>12}{'max':>12}  " \
+             f"{'vs raw':>7}{'vs es':>7}{'vs es-bytes':>12}"
     lines.append(header)
     lines.append("-" * len(header))
     workloads = list(dict.fromkeys(w for w, _ in results.values))
@@ -43,21 +47,24 @@ def report(results: Results, systems: Sequence[str]) -> str:
             if not vals:
                 continue
             med = statistics.median(vals)
-            dialect = "postgres" if "postgres" in system else "sqlite"
+            dialect = dialect_of(system)
             ratios = []
-            for other in (BASELINE[dialect], PEER[dialect]):
-                base = results.median(workload, other)
-                ok = base and other != system and system.startswith("evstore") \
-                    and not workload.startswith("W5 missed")
-                ratios.append(f"{med / base:7.2f}" if ok and base else f"{'':7}")
+            for other, width in ((BASELINE[dialect], 7), (PEER[dialect], 7),
+                                 (PEER_BYTES[dialect], 12)):
+                r = None
+                if system.startswith("evstore") and other != system:
+                    r = ratio(unit, med, results.median(workload, other))
+                ratios.append(f"{r:{width}.2f}" if r is not None else " " * width)
             lines.append(
-                f"{workload:<22}{system:<24}{fmt(med, unit):>12}{fmt(min(vals), unit):>12}"
+                f"{workload:<38}{system:<24}{fmt(med, unit):>12}{fmt(min(vals), unit):>12}"
                 f"{fmt(max(vals), unit):>12}  {''.join(ratios)}"
             )
             for text in results.notes.get((workload, system), []):
-                lines.append(f"{'':<22}  note: {text}")
+                lines.append(f"{'':<38}  note: {text}")
         runs = sorted({len(v) for (w, _), v in results.values.items() if w == workload})
-        lines.append(f"{'':<22}({unit}; runs per system: {', '.join(map(str, runs))})")
+        lines.append(f"{'':<38}({unit}; runs per system: {', '.join(map(str, runs))})")
+    for (workload, system), reason in results.not_run.items():
+        lines.append(f"{workload:<38}{system:<24}{'n/a':>12}  ({reason})")
     # Derived W6 figures: growth ratios.
     for system in systems:
         large = results.median("W6 W1 @large", system)
@@ -101,3 +108,31 @@ def environment(pg_dsn: str) -> dict[str, Any]:
     return env
 
 
+
+
+def run_document(env: dict[str, Any], args: argparse.Namespace,
+                 results: Results) -> dict[str, Any]:
+    """What --json writes: the machine, the arguments and every single measurement."""
+    document: dict[str, Any] = {
+        "environment": env,
+        "arguments": vars(args),
+        "measurements": [
+            {"workload": w, "system": s, "unit": results.units[w], "values": v,
+             "median": statistics.median(v), "min": min(v), "max": max(v),
+             "notes": results.notes.get((w, s), [])}
+            for (w, s), v in results.values.items()
+        ],
+    }
+    if results.not_run:
+        document["not_run"] = [{"workload": w, "system": s, "reason": r}
+                               for (w, s), r in results.not_run.items()]
+    return document
+
+
+def load_document(path: str) -> dict[str, Any]:
+    """A saved run (--from RUN.json), checked enough to be drawn."""
+    from evbench.compare import load_run
+
+    load_run(path)  # the checks and messages --compare gives
+    document: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    return document

@@ -16,6 +16,8 @@ class Results:
     values: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
     notes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # (workload, system) -> why it could not run (an API not there yet, say)
+    not_run: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def add(self, workload: str, system: str, value: float, unit: str) -> None:
         self.values.setdefault((workload, system), []).append(value)

@@ -36,6 +36,8 @@ def w5_writer(
     store: Any = None
     conn: Any = None
     recorder: Any = None
+    # es-postgres-bytes: its states encoded before the clock starts, as in W1.
+    states = {e.event_id: es_state(e) for e in made} if system.endswith("-bytes") else {}
     if system.startswith("evstore-postgres"):
         store = evstore.connect(url)
     elif system == "raw-postgres":
@@ -67,7 +69,8 @@ def w5_writer(
         else:
             sid = uuid.UUID(stream)
             recorder.insert_events(
-                [StoredEvent(sid, b.start + k, e.type, es_state(e))
+                [StoredEvent(sid, b.start + k, e.type,
+                             states[e.event_id] if states else es_state(e))
                  for k, e in enumerate(events, 1)]
             )
         heads[stream] += batch
@@ -169,7 +172,7 @@ def run_w5(system_name: str, scratch: Scratch, args: argparse.Namespace, results
         done.set()
         tailer.join(timeout=120)
         with psycopg.connect(conninfo(url), autocommit=True) as conn:
-            if system_name == "es-postgres":
+            if system_name.startswith("es-"):
                 rows = conn.execute("SELECT notification_id FROM stored_events").fetchall()
             else:
                 rows = conn.execute("SELECT position FROM event_store").fetchall()

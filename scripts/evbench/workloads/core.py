@@ -22,6 +22,8 @@ def run_core(
     for b in [*w1, *w2]:
         expected[b.stream] = expected.get(b.stream, 0) + len(b.events)
     try:
+        system.prepare([*w1, *w2])
+
         def do_w1() -> int:
             for b in w1:
                 system.append(b)

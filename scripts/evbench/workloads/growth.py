@@ -1,5 +1,7 @@
-"""W6: the append rate, a read from the middle and a replay's memory, on a small and
-a large log."""
+"""W6 growth (evstore): on a small log (W1's events, or --w6-base) and again on a large one
+(--growth events): W1's append rate, a read from the start and from the middle, the peak
+memory of a process replaying the whole log, and the bytes the event table and its indexes
+take per event. --w6-10m: PostgreSQL only, 10,000,000 events against 100,000 (minutes)."""
 
 from __future__ import annotations
 
@@ -75,6 +77,18 @@ def replay_peak_mb(url: str) -> tuple[float, float, int]:
     return float(out[0]), float(out[1]), int(out[2])
 
 
+def bytes_per_event(store: evstore.Store) -> float:
+    """The event table with its indexes (and, on PostgreSQL, its TOAST), per event."""
+    if store.dialect == "postgres":
+        size = store.execute("SELECT pg_total_relation_size('event_store')")[0][0]
+    else:
+        size = store.execute(
+            "SELECT sum(pgsize) FROM dbstat WHERE name IN "
+            "(SELECT name FROM sqlite_schema WHERE tbl_name = 'event_store')")[0][0]
+    count = store.execute("SELECT count(*) FROM event_store")[0][0]
+    return float(size) / count if count else 0.0
+
+
 def run_w6(
     dialect: str, scratch: Scratch, w1: list[Batch], args: argparse.Namespace, results: Results,
     rng: random.Random,
@@ -94,6 +108,10 @@ def run_w6(
         n, s = timed(do_w1_empty)
         results.add("W6 W1 @empty", name, n / s, "events/s")
         small = store.head_position()
+        if args.w6_base and args.w6_base > small:
+            fill(store, rng, args.w6_base - small)
+            small = store.head_position()
+        results.add("W6 bytes/event @small", name, bytes_per_event(store), "bytes/event")
         _, mb_small, n_small = replay_peak_mb(system.url)
         results.add("W6 replay MB @small", name, mb_small, "MB")
         results.note("W6 replay MB @small", name, f"{n_small:,} events replayed")
@@ -112,6 +130,8 @@ def run_w6(
             n, s = timed(do_w1)
             results.add("W6 W1 @large", name, n / s, "events/s")
         head = store.head_position()
+        results.add("W6 bytes/event @large", name, bytes_per_event(store), "bytes/event")
+        results.note("W6 bytes/event @large", name, f"{head:,} events")
         results.note("W6 W1 @large", name, f"log held {head - w1_events * args.reps:,} to "
                      f"{head:,} events")
         # Reads of the same length from the first and from the middle position of the full
