@@ -20,6 +20,7 @@ from evbench.compare import CompareError, compare
 from evbench.data import make_batches, make_singles
 from evbench.databases import Scratch
 from evbench.plot import PlotError, require_matplotlib
+from evbench.ratios import dialect_of
 from evbench.report import environment, load_document, report, run_document
 from evbench.results import Results
 from evbench.systems import (
@@ -217,11 +218,11 @@ def run(args: argparse.Namespace) -> int:
                     print(f"rep {rep + 1}/{args.reps}: W5 {name}", flush=True)
                     run_w5(name, scratch, args, results)
         if "W6" in workloads:
-            for dialect in [d.strip() for d in args.w6_dialects.split(",") if d.strip()]:
-                if f"evstore-{dialect}" not in systems:
-                    continue
-                print(f"W6 evstore-{dialect}", flush=True)
-                run_w6(dialect, scratch, w1, args, results, random.Random(7))
+            dialects = {d.strip() for d in args.w6_dialects.split(",") if d.strip()}
+            for name in [s for s in systems
+                         if dialect_of(s) in dialects and not s.endswith("-nogin")]:
+                print(f"W6 {name}", flush=True)
+                run_w6(name, scratch, w1, args, results, random.Random(7))
         later = [("W7", run_w7), ("W8", run_w8), ("WT", run_wt), ("WT", run_wt_async)]
         for rep in range(args.reps):
             for workload, runner in later:

@@ -1,24 +1,36 @@
-"""W6 growth (evstore): on a small log (W1's events, or --w6-base) and again on a large one
-(--growth events): W1's append rate, a read from the start and from the middle, the peak
-memory of a process replaying the whole log, and the bytes the event table and its indexes
-take per event. --w6-10m: PostgreSQL only, 10,000,000 events against 100,000 (minutes)."""
+"""W6 growth: on a small log (W1's events, or --w6-base) and again on a large one (--growth
+events): W1's append rate, a read from the start and from the middle, the peak memory of a
+process replaying the whole log, and the bytes the event table and its indexes take per
+event. --w6-10m: PostgreSQL only, 10,000,000 events against 100,000 (minutes).
+
+evstore replays with store.replay into a projection counting events per type; raw and
+eventsourcing read the whole log in pages of 1,000, decoded. Each system
+grows its own log with its own writer, 1,000 events per append to a new stream."""
 
 from __future__ import annotations
 
 import argparse
 import gc
 import random
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
+
+import psycopg
+from ulid import ULID
 
 import evstore
-from evbench.data import Batch, make_batches, make_event
-from evbench.databases import Scratch
+from evbench.clients import committed_positions, open_reader, open_writer, sqlite_file
+from evbench.data import Batch, Event, make_batches, make_event
+from evbench.databases import Scratch, conninfo
 from evbench.results import Results, timed
-from evbench.systems import EvstoreSystem, touch
+from evbench.systems import EvstoreSystem, make_system, touch
 from evstore import NewEvent
+
+SCRIPTS = Path(__file__).resolve().parents[2]  # the folder that holds evbench
 
 
 def fill(store: evstore.Store, rng: random.Random, events: int, chunk: int = 1000) -> None:
@@ -48,12 +60,14 @@ def mid_read(store: evstore.Store, after: int, page: int, pages: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def replay_peak_mb(url: str) -> tuple[float, float, int]:
+def replay_peak_mb(url: str, system: str = "evstore") -> tuple[float, float, int]:
     """Peak resident memory (MB) of a fresh process before and after it replays the whole
     log into a projection counting events per type, and the number of events applied.
 
     Read from VmHWM in /proc/self/status: getrusage's ru_maxrss would also count the memory
     of this (large) process, which Linux carries over into a child across fork and exec."""
+    if not system.startswith("evstore"):
+        return read_all_peak_mb(url, system)
     code = (
         "import sys, evstore\n"
         "def hwm():\n"
@@ -77,6 +91,89 @@ def replay_peak_mb(url: str) -> tuple[float, float, int]:
     return float(out[0]), float(out[1]), int(out[2])
 
 
+READ_ALL = """\
+import sys
+sys.path.insert(0, sys.argv[3])
+from evbench.clients import open_reader
+def hwm():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) / 1024
+reader = open_reader(sys.argv[2], sys.argv[1])
+before, n, last = hwm(), 0, 0
+while True:
+    rows = reader.after(last, 1000)
+    n += len(rows)
+    if len(rows) < 1000:
+        break
+    last = rows[-1][0]
+reader.close()
+print(before, hwm(), n)
+"""
+
+
+def read_all_peak_mb(url: str, system: str) -> tuple[float, float, int]:
+    """replay_peak_mb for raw and eventsourcing: a fresh process reads the whole log."""
+    out = subprocess.run(
+        [sys.executable, "-c", READ_ALL, url, system, str(SCRIPTS)], check=True,
+        capture_output=True, text=True,
+    ).stdout.split()
+    return float(out[0]), float(out[1]), int(out[2])
+
+
+def table_bytes_per_event(system: str, url: str) -> float:
+    """The system's event table with its indexes (and TOAST on PostgreSQL), per event."""
+    table = "stored_events" if system.startswith("es-") else "event_store"
+    if url.startswith("sqlite"):
+        with sqlite3.connect(sqlite_file(url)) as conn:
+            size = conn.execute(
+                "SELECT sum(pgsize) FROM dbstat WHERE name IN "
+                "(SELECT name FROM sqlite_schema WHERE tbl_name = ?)", (table,)).fetchone()[0]
+            count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    else:
+        with psycopg.connect(conninfo(url), autocommit=True) as pg:
+            row = pg.execute(f"SELECT pg_total_relation_size('{table}'), count(*) "
+                             f"FROM {table}").fetchone()
+            assert row is not None
+            size, count = row
+    return float(size) / count if count else 0.0
+
+
+def fill_any(system: str, url: str, rng: random.Random, events: int,
+             chunk: int = 1000) -> None:
+    """fill() for raw and eventsourcing: new streams of up to `chunk` events, one append
+    each, through the system's own writer; fresh event ids, the same data."""
+    template = [make_event(rng, k) for k in range(chunk)]
+    writer = open_writer(system, url)
+    try:
+        while events > 0:
+            n = min(chunk, events)
+            batch = [Event(str(ULID()), e.type, e.data, e.metadata) for e in template[:n]]
+            writer.prepare(batch)
+            writer.append(Batch(str(uuid.uuid4()), 0, batch))
+            events -= n
+    finally:
+        writer.close()
+
+
+def read_pages(system: str, url: str, after: int, page: int, pages: int) -> float:
+    """mid_read for raw and eventsourcing."""
+    reader = open_reader(system, url)
+    try:
+        gc.collect()
+        start = time.perf_counter()
+        n = 0
+        for _ in range(pages):
+            got = reader.after(after, page)
+            n += len(got)
+            if len(got) < page:
+                break
+            after = got[-1][0]
+        return n / (time.perf_counter() - start)
+    finally:
+        reader.close()
+
+
 def bytes_per_event(store: evstore.Store) -> float:
     """The event table with its indexes (and, on PostgreSQL, its TOAST), per event."""
     if store.dialect == "postgres":
@@ -90,37 +187,52 @@ def bytes_per_event(store: evstore.Store) -> float:
 
 
 def run_w6(
-    dialect: str, scratch: Scratch, w1: list[Batch], args: argparse.Namespace, results: Results,
+    name: str, scratch: Scratch, w1: list[Batch], args: argparse.Namespace, results: Results,
     rng: random.Random,
 ) -> None:
-    system = EvstoreSystem(dialect)
+    system = make_system(name)
     system.setup(scratch)
-    name = system.name
-    store = system.store
+    ours = isinstance(system, EvstoreSystem)
+    url = system.url
     try:
         w1_events = sum(len(b.events) for b in w1)
+        system.prepare(w1)
+
         # Small log: W1's rate on an empty log, a read from the start, the replay's memory.
         def do_w1_empty() -> int:
             for b in w1:
                 system.append(b)
             return w1_events
 
+        def count() -> int:
+            return system.store.head_position() if ours else len(committed_positions(name, url))
+
+        def grow(events: int) -> None:
+            if ours:
+                fill(system.store, rng, events)
+            else:
+                fill_any(name, url, rng, events)
+
+        def size() -> float:
+            return bytes_per_event(system.store) if ours else table_bytes_per_event(name, url)
+
         n, s = timed(do_w1_empty)
         results.add("W6 W1 @empty", name, n / s, "events/s")
-        small = store.head_position()
+        small = count()
         if args.w6_base and args.w6_base > small:
-            fill(store, rng, args.w6_base - small)
-            small = store.head_position()
-        results.add("W6 bytes/event @small", name, bytes_per_event(store), "bytes/event")
-        _, mb_small, n_small = replay_peak_mb(system.url)
+            grow(args.w6_base - small)
+            small = count()
+        results.add("W6 bytes/event @small", name, size(), "bytes/event")
+        _, mb_small, n_small = replay_peak_mb(url, name)
         results.add("W6 replay MB @small", name, mb_small, "MB")
         results.note("W6 replay MB @small", name, f"{n_small:,} events replayed")
         # Grow to --growth events, then W1 again on top (fresh streams, fresh ids).
         print(f"  {name}: growing the log from {small:,} to {args.growth:,} events", flush=True)
-        fill(store, rng, max(0, args.growth - small - w1_events))
+        grow(max(0, args.growth - small - w1_events))
         for rep in range(args.reps):
             fresh = make_batches(random.Random(9000 + rep), args.streams,
                                  args.events // args.streams, args.batch)
+            system.prepare(fresh)
 
             def do_w1(batches: list[Batch] = fresh) -> int:
                 for b in batches:
@@ -129,23 +241,21 @@ def run_w6(
 
             n, s = timed(do_w1)
             results.add("W6 W1 @large", name, n / s, "events/s")
-        head = store.head_position()
-        results.add("W6 bytes/event @large", name, bytes_per_event(store), "bytes/event")
+        head = count()
+        results.add("W6 bytes/event @large", name, size(), "bytes/event")
         results.note("W6 bytes/event @large", name, f"{head:,} events")
         results.note("W6 W1 @large", name, f"log held {head - w1_events * args.reps:,} to "
                      f"{head:,} events")
         # Reads of the same length from the first and from the middle position of the full
         # log, alternating, so both see the same cache and the same machine.
         for _ in range(args.reps):
-            results.add("W6 read @start", name, mid_read(store, 0, args.page, args.w6_pages),
-                        "events/s")
-            results.add("W6 read @middle", name,
-                        mid_read(store, head // 2, args.page, args.w6_pages), "events/s")
-        before, mb_large, n_large = replay_peak_mb(system.url)
+            for label, after in (("W6 read @start", 0), ("W6 read @middle", head // 2)):
+                rate = mid_read(system.store, after, args.page, args.w6_pages) if ours else \
+                    read_pages(name, url, after, args.page, args.w6_pages)
+                results.add(label, name, rate, "events/s")
+        before, mb_large, n_large = replay_peak_mb(url, name)
         results.add("W6 replay MB @large", name, mb_large, "MB")
         results.note("W6 replay MB @large", name,
                      f"{n_large:,} events replayed; {before:.0f} MB before the replay began")
     finally:
         system.teardown(scratch)
-
-
