@@ -347,3 +347,17 @@ def test_bench_package_keeps_the_command_line_working_from_any_directory(
     for option in ("--compare", "--plot", "--from", "--threshold", "--w6-10m", "--w7-probes",
                    "--w8-writers", "--wt-threads"):
         assert option in result.stdout
+
+
+def test_w6_10m_is_postgresql_only_and_sets_its_sizes(tmp_path: Path) -> None:
+    """The 10,000,000-event W6 is not run here; on SQLite alone the flag runs nothing."""
+    out = tmp_path / "run.json"
+    result = bench("--pg-dsn", require_pg(), "--dir", str(tmp_path / "db"), "--w6-10m",
+                   "--workloads", "W6", "--systems", "evstore-sqlite,raw-sqlite",
+                   "--reps", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["measurements"] == []
+    arguments = report["arguments"]
+    assert (arguments["growth"], arguments["w6_base"], arguments["w6_dialects"]) == (
+        10_000_000, 100_000, "postgres")

@@ -465,6 +465,18 @@ def committed_positions(system: str, url: str) -> list[int]:
         return [r[0] for r in pg.execute(sql).fetchall()]
 
 
+def log_size(system: str, url: str) -> int:
+    """How many events the system's log holds (a count, not a list: W6 reaches millions)."""
+    table = "stored_events" if kind_of(system) == "es" else "event_store"
+    sql = f"SELECT count(*) FROM {table}"
+    if url.startswith("sqlite"):
+        with sqlite3.connect(sqlite_file(url)) as conn:
+            return int(conn.execute(sql).fetchone()[0])
+    with psycopg.connect(conninfo(url), autocommit=True) as pg:
+        row = pg.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+
+
 def no_skip_violations(seen: Sequence[int], committed: Sequence[int]) -> dict[str, int]:
     """How a delivery differs from 'every committed event exactly once, in order': events
     never delivered, delivered twice, delivered out of order, delivered but not committed."""

@@ -23,7 +23,7 @@ import psycopg
 from ulid import ULID
 
 import evstore
-from evbench.clients import committed_positions, open_reader, open_writer, sqlite_file
+from evbench.clients import log_size, open_reader, open_writer, sqlite_file
 from evbench.data import Batch, Event, make_batches, make_event
 from evbench.databases import Scratch, conninfo
 from evbench.results import Results, timed
@@ -205,7 +205,7 @@ def run_w6(
             return w1_events
 
         def count() -> int:
-            return system.store.head_position() if ours else len(committed_positions(name, url))
+            return system.store.head_position() if ours else log_size(name, url)
 
         def grow(events: int) -> None:
             if ours:
