@@ -411,7 +411,11 @@ class Projector(Follower):
                 last = rows[-1][0]
                 if sqlite:
                     conn.execute("BEGIN IMMEDIATE")
-                    conn.execute(upsert, (PROJECTION, last))
+                    try:
+                        conn.execute(upsert, (PROJECTION, last))
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
                     conn.execute("COMMIT")
                 else:
                     conn.execute(upsert, (PROJECTION, last))
