@@ -39,8 +39,42 @@ def medians_of(document: dict[str, Any]) -> tuple[Medians, Units]:
     return medians, units
 
 
+# One look per system on every chart: the colour says whose code it is, the hatching (bars)
+# or the dashes (lines) say PostgreSQL.
+COLOURS = {"evstore": "#1f77b4", "evstore-nogin": "#17becf", "raw": "#7f7f7f",
+           "es": "#ff7f0e", "es-bytes": "#d62728"}
+
+
+def _kind(system: str) -> str:
+    if system.endswith("-bytes"):
+        return "es-bytes"
+    if system.endswith("-nogin"):
+        return "evstore-nogin"
+    return system.split("-")[0]
+
+
+def _order(system: str) -> tuple[bool, int, str]:
+    """SQLite first, then PostgreSQL; in each, evstore, raw, eventsourcing, its limit."""
+    kinds = list(COLOURS)
+    kind = _kind(system)
+    return ("postgres" in system, kinds.index(kind) if kind in kinds else len(kinds), system)
+
+
+def _look(system: str) -> dict[str, Any]:
+    return {"color": COLOURS.get(_kind(system), "#2ca02c"), "postgres": "postgres" in system}
+
+
 def _systems(medians: Medians, keep: Callable[[str], bool]) -> list[str]:
-    return list(dict.fromkeys(s for w, s in medians if keep(w)))
+    return sorted(dict.fromkeys(s for w, s in medians if keep(w)), key=_order)
+
+
+def _legend(fig: Any, axes: Sequence[Any]) -> None:
+    """One legend under the charts, from the axes that drew the most series."""
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes),
+                          key=lambda hl: len(hl[1]))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) + 3) // 4), 1, 1))
 
 
 def _grouped_bars(ax: Any, groups: Sequence[str], systems: Sequence[str],
@@ -56,13 +90,14 @@ def _grouped_bars(ax: Any, groups: Sequence[str], systems: Sequence[str],
                 xs.append(g + (k - (len(systems) - 1) / 2) * width)
                 ys.append(v)
         if ys:
-            ax.bar(xs, ys, width=width, label=system)
+            look = _look(system)
+            ax.bar(xs, ys, width=width, label=system, color=look["color"],
+                   hatch="//" if look["postgres"] else None, edgecolor="white", linewidth=0.5)
             drawn += 1
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.grid(axis="y", alpha=0.3, which="both")
-    ax.legend(fontsize=7)
     return drawn
 
 
@@ -94,14 +129,14 @@ def draw(document: dict[str, Any], folder: Path) -> dict[str, dict[str, int]]:
         n = _grouped_bars(ax, core, systems, lambda w, s: medians.get((w, s)))
         ax.set_title("Throughput per workload (median; W4 in streams/s, others events/s)")
         ax.set_ylabel("per second (log scale)")
-        fig.tight_layout()
+        _legend(fig, [ax])
         fig.savefig(folder / "throughput.png", dpi=110)
         plt.close(fig)
         drawn["throughput.png"] = {"throughput": n}
 
     latency = [w for w, _ in medians if LATENCY.match(w)]
     if latency:
-        fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+        fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
         counts = {}
         for ax, what in zip(axes, ("tail", "checkpoint"), strict=True):
             groups = [f"{cond} {pct}" for cond in ("idle", "loaded")
@@ -113,7 +148,7 @@ def draw(document: dict[str, Any], folder: Path) -> dict[str, dict[str, int]]:
                 lambda g, s, what=what: medians.get((f"W7 {what} {g}", s)))
             ax.set_title(f"W7 commit to {what} (ms, log scale)")
             ax.set_ylabel("ms")
-        fig.tight_layout()
+        _legend(fig, axes)
         fig.savefig(folder / "latency.png", dpi=110)
         plt.close(fig)
         drawn["latency.png"] = counts
@@ -121,7 +156,7 @@ def draw(document: dict[str, Any], folder: Path) -> dict[str, dict[str, int]]:
     families = list(dict.fromkeys(m.group(1) for w, _ in medians if (m := SCALING.match(w))))
     if families:
         panels = [f for f in ("W8 writers", "W8 readers", "WT threads") if f in families]
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
         counts = {}
         for ax, family in zip(axes[0], panels, strict=True):
             series = 0
@@ -134,19 +169,21 @@ def draw(document: dict[str, Any], folder: Path) -> dict[str, dict[str, int]]:
                     m = SCALING.match(w)
                     if m and m.group(1) == fam:
                         points.setdefault(s, []).append((int(m.group(2)), v))
-                for system, pts in points.items():
-                    pts.sort()
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                            label=system + suffix)
+                for system in sorted(points, key=_order):
+                    pts = sorted(points[system])
+                    look = _look(system)
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], color=look["color"],
+                            linestyle="--" if look["postgres"] else "-",
+                            marker="s" if look["postgres"] else "o",
+                            alpha=0.6 if suffix else 1.0, label=system + suffix)
                     series += 1
             ax.set_title(f"{family} (events/s)")
             ax.set_xlabel(family.split()[-1])
             ax.set_ylabel("events/s")
             ax.set_yscale("log")
             ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=7)
             counts[family.split()[-1]] = series
-        fig.tight_layout()
+        _legend(fig, list(axes[0]))
         fig.savefig(folder / "scaling.png", dpi=110)
         plt.close(fig)
         drawn["scaling.png"] = counts
