@@ -7,7 +7,9 @@ as the writer sees it. A follower process and a projector process, started befor
 note the moment each probe reached them. Latency = that moment - the append's return, on the
 machine's one monotonic clock. Once with the log idle, once under --w7-writers W5-style writer
 processes, each phase on a fresh database. The follower's deliveries are also checked against
-every committed event (the no-skip check).
+every committed event (the no-skip check). "probes missed": probes the follower (or the
+projector's checkpoint) had not reached 60 s after the phase ended: skipped, or far behind.
+A delivery that came before the writer's append call returned counts as 0 ms.
 """
 
 from __future__ import annotations
