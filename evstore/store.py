@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from evstore import groups
 from evstore.dialects.base import AppendConflict, Backend
 from evstore.errors import (
     ConnectionFailed,
@@ -197,6 +198,7 @@ class Store:
         self._backend: Backend | None = _open_backend(
             url, self.lock_timeout, pool_size, self.schema
         )
+        self._leases: groups.Leases | None = None  # consumer-group members this Store holds
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -216,6 +218,8 @@ class Store:
 
     def close(self) -> None:
         if self._backend is not None:
+            if self._leases is not None:
+                self._leases.release_all(self._backend)
             self._backend.close()
             self._backend = None
 
@@ -414,6 +418,8 @@ class Store:
         after: int = 0,
         types: Sequence[str] | None = None,
         *,
+        group_member: int | None = None,
+        group_size: int | None = None,
         poll_interval: float | None = None,
         idle_timeout: float | None = None,
         page_size: int = 500,
@@ -427,7 +433,11 @@ class Store:
         the connection drops, the tail reconnects with bounded backoff (0.1 s doubling to 5 s)
         and resumes after the last event it delivered; after reconnect_attempts failures in a
         row it raises ConnectionFailed naming the position to resume from.
+
+        group_member=i, group_size=n: only the streams that member i of a group of n owns
+        (evstore.groups); a tail claims no lease, since it keeps no checkpoint.
         """
+        group = groups.check_member(group_member, group_size)
         _check_int(after, "after", 0)
         _check_int(page_size, "page_size", 1)
         _check_int(reconnect_attempts, "reconnect_attempts", 0)
@@ -444,9 +454,13 @@ class Store:
             def opener() -> Backend:
                 return _open_backend(url, timeout, 1, schema)
 
-            return Tail(opener, None, after, types, interval, idle_timeout, page_size,
-                        reconnect_attempts)
-        return Tail(None, backend, after, types, interval, idle_timeout, page_size, 0)
+            args: tuple[Any, ...] = (opener, None, after, types, interval, idle_timeout,
+                                     page_size, reconnect_attempts)
+        else:
+            args = (None, backend, after, types, interval, idle_timeout, page_size, 0)
+        if group is not None:
+            return MemberTail(*args, member=group[0], size=group[1])
+        return Tail(*args)
 
     # -- projections -------------------------------------------------------------------------
 
@@ -454,14 +468,26 @@ class Store:
         self,
         projection: Projection,
         *,
+        group_member: int | None = None,
+        group_size: int | None = None,
         batch_size: int = 500,
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Apply every event after the projection's checkpoint, batch by batch. Each batch,
         its writes and the advanced checkpoint commit in one transaction, so effects happen
-        exactly once even across crashes. Returns the number of events applied."""
+        exactly once even across crashes. Returns the number of events applied.
+
+        group_member=i, group_size=n: run member i of a group of n (evstore.groups): only its
+        streams, its own checkpoint, and a lease that refuses a second process on the same
+        member or a changed group size."""
+        group = groups.check_member(group_member, group_size)
+        _check_int(batch_size, "batch_size", 1)
+        if group is not None:
+            return groups.run_projection(self, self._group_leases(), projection, *group,
+                                         batch_size=batch_size, progress=progress)
         name = check_name(projection.name, "projection name")
         backend = self._live()
+        groups.refuse_if_grouped(backend, name)
         applied = 0
         while True:
             with self.transaction() as tx:
@@ -521,6 +547,27 @@ class Store:
         return applied + self.run_projection(
             projection, batch_size=batch_size, progress=progress
         )
+
+    # -- consumer groups ---------------------------------------------------------------------
+
+    def _group_leases(self) -> groups.Leases:
+        if self._leases is None:
+            self._leases = groups.Leases()
+        return self._leases
+
+    def group_status(self, name: str) -> list[groups.MemberState]:
+        """Each member of the consumer group NAME with a checkpoint or a lease row."""
+        return groups.group_status(self._live(), name)
+
+    def reset_group(self, group: str | Projection) -> list[groups.MemberState]:
+        """Forget every checkpoint of a consumer group (the plain one and each member's, of
+        any size) and its leases, so that it can start again with another size. Given a
+        projection, its reset(tx) runs in the same transaction. Refused while another process
+        holds a member. Returns the members as they were."""
+        if isinstance(group, str):
+            return groups.reset_group(self, self._group_leases(), group, None)
+        return groups.reset_group(self, self._group_leases(), group.name,
+                                  getattr(group, "reset", None))
 
     def checkpoint(self, name: str) -> int:
         """The position a named subscription or projection has processed up to (0 if none)."""
@@ -676,6 +723,23 @@ class Tail:
 
     def _idle(self, since: float) -> bool:
         return self._idle_timeout is not None and time.monotonic() - since >= self._idle_timeout
+
+
+class MemberTail(Tail):
+    """A tail of one consumer-group member's streams (evstore.groups). `position` still
+    advances over the other members' events, so a tail resumed from it does not read them
+    again; idle_timeout counts time without any new event in the log."""
+
+    def __init__(self, *args: Any, member: int, size: int) -> None:
+        super().__init__(*args)
+        self._owns = groups.Membership(member, size).owns
+
+    def __next__(self) -> RecordedEvent:
+        owns = self._owns
+        for event in self._iterator:
+            if owns(event):
+                return event
+        raise StopIteration
 
 
 def _check_int(value: object, what: str, minimum: int) -> None:
