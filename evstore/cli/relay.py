@@ -37,7 +37,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout, group_member=args.group_member,
         group_size=args.group_size, max_in_flight=args.max_in_flight,
         ack_timeout=args.ack_timeout, reconnect_attempts=args.reconnect_attempts,
-        wait_for_lease=args.wait,
+        wait_for_lease=args.wait, lease_ttl=args.lease_ttl,
     )
     stats = relay.run()
     result = {
@@ -125,6 +125,9 @@ def register(add: Add, o: Options) -> None:
     p.add_argument("--reconnect-attempts", type=whole_number(0, "a number of attempts"),
                    metavar="N", help="give up after N failed reconnects in a row (default: "
                    "never give up)")
+    p.add_argument("--lease-ttl", type=seconds, default=30.0, metavar="SECONDS",
+                   help="how long this relay's member lease outlives its last renewal: a "
+                        "killed relay's member is free again after it (default 30)")
     p.add_argument("--wait", action="store_true",
                    help="when another process holds this relay's member, wait as a standby "
                         "instead of exiting")

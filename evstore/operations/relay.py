@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import sys
 import threading
@@ -350,10 +351,18 @@ class Relay:
         async def on_error(error: Exception) -> None:
             self._last_nats_error = error
 
+        # The relay reconnects itself (and checks JetStream before it publishes again), so
+        # the client makes one attempt and never buffers publishes across a reconnect. Its
+        # logger would print tracebacks with the server URL: the relay reports instead.
+        logger = logging.getLogger("nats")
+        logger.propagate = False
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
         try:
             return await nats.connect(
                 servers=[self.nats_url], allow_reconnect=False, connect_timeout=5,
-                max_reconnect_attempts=0, name=f"evstore-relay {self.checkpoint_name}",
+                max_reconnect_attempts=1, reconnect_time_wait=0.1,
+                name=f"evstore-relay {self.checkpoint_name}",
                 disconnected_cb=on_closed, closed_cb=on_closed, error_cb=on_error,
             )
         except Exception as e:
@@ -538,6 +547,7 @@ class Relay:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._drain(pending, state)
             await asyncio.to_thread(reader.join)
             if state["acked"] > self.stats.position:
                 try:
@@ -597,43 +607,64 @@ class Relay:
         self, pending: deque[tuple[RecordedEvent, Any]], acked: asyncio.Event,
         state: dict[str, Any],
     ) -> None:
-        from nats.js.errors import APIError
-
         while True:
             if not pending:
                 acked.clear()
                 if not pending:
                     await acked.wait()
                 continue
-            event, future = pending.popleft()
-            if event is _END:
+            if pending[0][0] is _END:
+                pending.popleft()
                 state["done"] = True
-                acked.set()
+                return
+            await self._take_ack(pending, state)
+
+    async def _take_ack(
+        self, pending: deque[tuple[RecordedEvent, Any]], state: dict[str, Any],
+    ) -> None:
+        """Wait for the oldest publish's ack, check it, count it, and only then drop it from
+        `pending` (so that a cancelled wait leaves it for _drain)."""
+        from nats.js.errors import APIError
+
+        event, future = pending[0]
+        try:
+            ack = await asyncio.wait_for(asyncio.shield(future), self.ack_timeout)
+        except TimeoutError as e:
+            raise _Transient(
+                f"no ack within {self.ack_timeout:g} s for position {event.position}"
+            ) from e
+        except APIError as e:
+            raise _Transient(
+                f"JetStream refused position {event.position}: {e.description} "
+                f"(code {e.err_code})"
+            ) from e
+        if ack.seq <= state["seq"]:
+            raise RelayError(
+                f"JetStream stored position {event.position} at sequence {ack.seq}, not "
+                f"after sequence {state['seq']} of the event before it: stream "
+                f"{self.stream} is out of position order from there. Another publisher "
+                "is writing this relay's events; stop it"
+            )
+        pending.popleft()
+        state["seq"] = ack.seq
+        if ack.duplicate:
+            self.stats.duplicates += 1
+        else:
+            self.stats.published += 1
+        state["acked"] = event.position
+
+    async def _drain(
+        self, pending: deque[tuple[RecordedEvent, Any]], state: dict[str, Any],
+    ) -> None:
+        """After a failure: count the acks that still come for what was sent, in order, so
+        that the last checkpoint covers them; stop at the first that does not."""
+        while pending and pending[0][0] is not _END:
+            if self._lost.is_set() and not pending[0][1].done():
                 return
             try:
-                ack = await asyncio.wait_for(future, self.ack_timeout)
-            except TimeoutError as e:
-                raise _Transient(
-                    f"no ack within {self.ack_timeout:g} s for position {event.position}"
-                ) from e
-            except APIError as e:
-                raise _Transient(
-                    f"JetStream refused position {event.position}: {e.description} "
-                    f"(code {e.err_code})"
-                ) from e
-            if ack.seq <= state["seq"]:
-                raise RelayError(
-                    f"JetStream stored position {event.position} at sequence {ack.seq}, not "
-                    f"after sequence {state['seq']} of the event before it: stream "
-                    f"{self.stream} is out of position order from there. Another publisher "
-                    "is writing this relay's events; stop it"
-                )
-            state["seq"] = ack.seq
-            if ack.duplicate:
-                self.stats.duplicates += 1
-            else:
-                self.stats.published += 1
-            state["acked"] = event.position
+                await self._take_ack(pending, state)
+            except Exception:
+                return
 
     async def _checkpoints(
         self, store: evstore.Store, state: dict[str, Any], acked: asyncio.Event,
