@@ -337,6 +337,16 @@ def own_nats(folder: Path) -> Iterator[tuple[str, Any]]:
         stop()
 
 
+def wait_for_checkpoint(url: str, name: str, at_least: int | None = None) -> None:
+    """Wait until the relay's checkpoint reaches `at_least` (default: the log's head)."""
+    deadline = time.monotonic() + 120
+    with evstore.connect(url) as store:
+        target = store.head_position() if at_least is None else at_least
+        while store.checkpoint(name) < target:
+            assert time.monotonic() < deadline, f"the relay never reached position {target}"
+            time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_nats_restarted_and_unreachable_mid_run(tmp_path: Path, sqlite_url: str) -> None:
     with evstore.connect(sqlite_url) as store:
@@ -344,29 +354,32 @@ def test_nats_restarted_and_unreachable_mid_run(tmp_path: Path, sqlite_url: str)
         fill(store, 20, 100)
     with own_nats(tmp_path / "js") as (url, (start, stop)):
         process = relay_cli(sqlite_url, "EVTEST_OWN", nats_url=url)
-        appender = Appender(sqlite_url, 200)
-        appender.start()
-        time.sleep(1.0)
-        stop()  # NATS goes away mid-run, and stays unreachable a while
-        time.sleep(1.5)
-        start()
-        appender.join(timeout=300)
-        assert appender.error is None
-        time.sleep(1.0)
-        stop()
-        time.sleep(0.5)
-        start()
-        process.send_signal(signal.SIGTERM)
-        code, _, err = finish(process)
+        try:
+            wait_for_checkpoint(sqlite_url, "relay-EVTEST_OWN", 1)
+            appender = Appender(sqlite_url, 200)
+            appender.start()
+            stop()  # NATS goes away mid-run, and stays unreachable while events commit
+            appender.join(timeout=300)
+            assert appender.error is None
+            start()
+            wait_for_checkpoint(sqlite_url, "relay-EVTEST_OWN")
+            stop()  # and once more, while the relay is idle
+            with evstore.connect(sqlite_url) as store:
+                fill(store, 5, 10, start=100)
+            start()
+            wait_for_checkpoint(sqlite_url, "relay-EVTEST_OWN")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code, _, err = finish(process)
         assert code == 143, err
-        assert "reconnecting" in err
-        code, _, err = finish(relay_cli(sqlite_url, "EVTEST_OWN", "--idle-timeout", "1",
-                                          nats_url=url))
+        assert "reconnecting" in err, err
+        code, _, err = finish(relay_cli(sqlite_url, "EVTEST_OWN", "--idle-timeout", "0.5",
+                                        nats_url=url))
         assert code == 0, err
         with evstore.connect(sqlite_url) as store:
             messages = stream_contents("EVTEST_OWN", url)
             assert_exactly_once_in_order(messages, store)
-            assert len(messages) == 2000 + 200 * 20
+            assert len(messages) == 2000 + 200 * 20 + 50
 
 
 @pytest.mark.postgres
@@ -376,6 +389,7 @@ def test_database_connection_dropped(js_stream: str, pg_url: str) -> None:
         store.migrate()
         fill(store, 10, 100)
     process = relay_cli(pg_url, js_stream)
+    wait_for_checkpoint(pg_url, f"relay-{js_stream}", 1)
     appender = Appender(pg_url, 150)
     appender.start()
     conninfo = parse_url(pg_url).conninfo
@@ -391,9 +405,10 @@ def test_database_connection_dropped(js_stream: str, pg_url: str) -> None:
             killed += len(rows)
     appender.join(timeout=300)
     assert killed > 0
-    time.sleep(1.0)
+    wait_for_checkpoint(pg_url, f"relay-{js_stream}")
     process.send_signal(signal.SIGTERM)
-    finish(process)
+    code, _, err = finish(process)
+    assert code == 143, err
     code, _, err = finish(relay_cli(pg_url, js_stream, "--idle-timeout", "1"))
     assert code == 0, err
     with evstore.connect(pg_url) as store:

@@ -10,6 +10,7 @@ from evstore.cli.common import (
     EXIT_OK,
     Add,
     Options,
+    Terminated,
     UsageError,
     confirm,
     database_arg,
@@ -39,7 +40,11 @@ def cmd_relay(args: argparse.Namespace) -> int:
         ack_timeout=args.ack_timeout, reconnect_attempts=args.reconnect_attempts,
         wait_for_lease=args.wait, lease_ttl=args.lease_ttl,
     )
-    stats = relay.run()
+    stats = relay.run(handle_signals=True)
+    if stats.stopped_by == "SIGINT":
+        raise KeyboardInterrupt
+    if stats.stopped_by == "SIGTERM":
+        raise Terminated()
     result = {
         "stream": relay.stream, "checkpoint": relay.checkpoint_name,
         "position": stats.position, "published": stats.published,

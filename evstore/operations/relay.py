@@ -27,9 +27,11 @@ Why it is exactly once, in order:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+import signal
 import sys
 import threading
 import time
@@ -155,6 +157,11 @@ class RelayStats:
     position: int = 0
     connections: int = 0
     errors: list[str] = field(default_factory=list)
+    stopped_by: str | None = None  # "SIGTERM", "SIGINT" or "stop()"; None: idle or error
+
+
+class _Stopped(Exception):
+    """stop() or a signal ended the run."""
 
 
 class _Transient(Exception):
@@ -248,6 +255,8 @@ class Relay:
         self._owns = groups.Membership(self.member, self.size).owns
         self._subjects: dict[tuple[str, str], str] = {}
         self._max_message: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         return (f"<evstore Relay {self.database.redacted} -> {redact_nats(self.nats_url)} "
@@ -255,10 +264,37 @@ class Relay:
 
     # -- public ----------------------------------------------------------------------------
 
-    def run(self) -> RelayStats:
-        return asyncio.run(self.run_async())
+    def run(self, *, handle_signals: bool = False) -> RelayStats:
+        """Relay until idle or stopped. handle_signals=True (the command line): SIGTERM and
+        SIGINT stop the relay as stop() does, and stats.stopped_by names the signal."""
+        return asyncio.run(self.run_async(handle_signals=handle_signals))
 
-    async def run_async(self) -> RelayStats:
+    def stop(self, reason: str = "stop()") -> None:
+        """End run() from any thread: the relay stops reading, counts the acks that still
+        come, checkpoints them, gives its lease back and returns."""
+        self.stats.stopped_by = reason
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            loop.call_soon_threadsafe(stopping.set)
+
+    async def run_async(self, *, handle_signals: bool = False) -> RelayStats:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        if self.stats.stopped_by is not None:
+            return self.stats
+        if not handle_signals or threading.current_thread() is not threading.main_thread():
+            return await self._run_until_stopped()
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        for sig in previous:
+            self._loop.add_signal_handler(sig, self.stop, sig.name)
+        try:
+            return await self._run_until_stopped()
+        finally:
+            for sig, handler in previous.items():
+                self._loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)
+
+    async def _run_until_stopped(self) -> RelayStats:
         import nats.errors
 
         transient = (_Transient, ConnectionFailed, OSError, TimeoutError, nats.errors.Error)
@@ -268,8 +304,11 @@ class Relay:
             try:
                 await self._run_once()
                 return self.stats
+            except _Stopped:
+                return self.stats
             except transient as error:
-                text = self._scrub(f"{type(error).__name__}: {error}")
+                text = self._scrub(str(error) if isinstance(error, _Transient | ConnectionFailed)
+                                   else f"{type(error).__name__}: {error}")
                 if self.stats.published + self.stats.skipped > before:
                     failures = 0
                 failures += 1
@@ -282,12 +321,24 @@ class Relay:
                     ) from error
                 delay = min(0.1 * 2 ** (failures - 1), MAX_BACKOFF)
                 self._log(f"evstore relay: {text}; reconnecting in {delay:.1f} s")
-                await asyncio.sleep(delay)
+                await self._pause(delay)
             except MemberClaimed as error:
                 if not self.wait_for_lease:
                     raise
                 self._log(f"evstore relay: waiting as a standby: {self._scrub(str(error))}")
-                await asyncio.sleep(self.lease_ttl / 3)
+                await self._pause(self.lease_ttl / 3)
+
+    async def _pause(self, seconds: float) -> None:
+        assert self._stopping is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        if self._stopping.is_set():
+            raise _Stopped()
+
+    async def _watch_stop(self) -> None:
+        assert self._stopping is not None
+        await self._stopping.wait()
+        raise _Stopped()
 
     # -- one connection ----------------------------------------------------------------------
 
@@ -311,10 +362,8 @@ class Relay:
             await self._relay(js, nc, store, resume)
         finally:
             if nc is not None:
-                try:
-                    await nc.close()
-                except Exception:  # the connection is gone already
-                    pass
+                with contextlib.suppress(Exception):  # the connection may be gone already
+                    await asyncio.wait_for(nc.close(), 5)
             await asyncio.to_thread(self._close_store, store)
 
     def _open_store(self) -> evstore.Store:
@@ -333,10 +382,17 @@ class Relay:
         return store
 
     def _close_store(self, store: evstore.Store) -> None:
-        try:
-            self._leases.release_all(store._live())
-        except EvstoreError:
-            pass  # the lease expires by itself
+        """Give the lease back and close. When the store's connection was dropped, give it
+        back on a new one, so that a restarted relay need not wait for it to expire (a
+        reconnecting relay simply claims it again)."""
+        for name, member in sorted(self._leases.held):
+            try:
+                self._leases.release(store._live(), name, member)
+            except EvstoreError:
+                with contextlib.suppress(EvstoreError), evstore.Store(
+                    self.database, schema=self.schema
+                ) as fresh:
+                    self._leases.release(fresh._live(), name, member)
         store.close()
 
     async def _connect_nats(self) -> Any:
@@ -531,6 +587,7 @@ class Relay:
             asyncio.create_task(self._acks(pending, acked, state)),
             asyncio.create_task(self._checkpoints(store, state, acked)),
             asyncio.create_task(self._watch(nc)),
+            asyncio.create_task(self._watch_stop()),
         ]
         try:
             finished = tasks[2]  # the checkpoints end last, once the tail went idle
@@ -544,10 +601,14 @@ class Relay:
         finally:
             stop.set()
             tail.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self._drain(pending, state)
+            while not all(task.done() for task in tasks):
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(tasks, timeout=0.1)
+            for task in tasks:  # retrieved, so that asyncio does not report them again
+                if not task.cancelled():
+                    task.exception()
+            await self._drain(nc, pending, state)
             await asyncio.to_thread(reader.join)
             if state["acked"] > self.stats.position:
                 try:
@@ -627,12 +688,14 @@ class Relay:
         from nats.js.errors import APIError
 
         event, future = pending[0]
+        if not future.done():
+            # asyncio.wait, not wait_for: it never cancels the future, and never swallows a
+            # cancellation of this task that comes as the ack arrives (wait_for on 3.11 can).
+            await asyncio.wait({future}, timeout=self.ack_timeout)
+        if not future.done():
+            raise _Transient(f"no ack within {self.ack_timeout:g} s for position {event.position}")
         try:
-            ack = await asyncio.wait_for(asyncio.shield(future), self.ack_timeout)
-        except TimeoutError as e:
-            raise _Transient(
-                f"no ack within {self.ack_timeout:g} s for position {event.position}"
-            ) from e
+            ack = future.result()
         except APIError as e:
             raise _Transient(
                 f"JetStream refused position {event.position}: {e.description} "
@@ -654,13 +717,19 @@ class Relay:
         state["acked"] = event.position
 
     async def _drain(
-        self, pending: deque[tuple[RecordedEvent, Any]], state: dict[str, Any],
+        self, nc: Any, pending: deque[tuple[RecordedEvent, Any]], state: dict[str, Any],
     ) -> None:
         """After a failure: count the acks that still come for what was sent, in order, so
-        that the last checkpoint covers them; stop at the first that does not."""
+        that the last checkpoint covers them; stop at the first that does not, when the
+        connection is gone, or after one ack_timeout in all."""
+        deadline = time.monotonic() + self.ack_timeout
         while pending and pending[0][0] is not _END:
-            if self._lost.is_set() and not pending[0][1].done():
-                return
+            future = pending[0][1]
+            if not future.done():
+                if nc.is_closed or self._lost.is_set() or time.monotonic() > deadline:
+                    return
+                await asyncio.wait({future}, timeout=deadline - time.monotonic())
+                continue
             try:
                 await self._take_ack(pending, state)
             except Exception:
