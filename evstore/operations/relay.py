@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 import evstore
 from evstore import groups
 from evstore.errors import (
+    AppendLockTimeout,
     ConnectionFailed,
     EvstoreError,
     InvalidInput,
@@ -297,7 +298,10 @@ class Relay:
     async def _run_until_stopped(self) -> RelayStats:
         import nats.errors
 
-        transient = (_Transient, ConnectionFailed, OSError, TimeoutError, nats.errors.Error)
+        # A checkpoint that waited too long for SQLite's write lock (busy writers) is retried
+        # like a lost connection: what was acknowledged is found in JetStream on restart.
+        transient = (_Transient, ConnectionFailed, AppendLockTimeout, OSError, TimeoutError,
+                     nats.errors.Error)
         failures = 0
         while True:
             before = self.stats.published + self.stats.skipped
