@@ -159,3 +159,27 @@ class ConfirmationRequired(EvstoreError):
 
 class RefusedRole(InvalidInput):
     """evstore will not grant the event store's privileges to this role."""
+
+
+class GroupError(EvstoreError):
+    """A consumer group was misconfigured; nothing was processed."""
+
+
+class MemberOutOfRange(GroupError, InvalidInput):
+    """group_member must be from 0 to group_size - 1."""
+
+
+class MemberClaimed(GroupError):
+    """Another live process holds this member of the consumer group."""
+
+
+class GroupSizeChanged(GroupError):
+    """The consumer group has checkpoints or live members of another size."""
+
+
+class RelayError(EvstoreError):
+    """The relay to NATS JetStream stopped; what it acknowledged is checkpointed."""
+
+
+class RelayMisconfigured(RelayError, InvalidInput):
+    """The relay's settings or its JetStream stream are not usable; nothing was published."""

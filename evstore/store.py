@@ -10,10 +10,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, TypedDict, TypeVar, runtime_checkable
 
-from evstore import plans
+from evstore import groups, plans
 from evstore.dialects.base import Backend, Plan, Request
 from evstore.errors import InvalidInput, StoreClosed
-from evstore.events import ANY, Expected, NewEvent, RecordedEvent, Snapshot
+from evstore.events import ANY, Expected, NewEvent, RecordedEvent, Snapshot, check_name
 from evstore.plans import MAX_INT, check_int
 from evstore.schema.migrations import MigrationState, Migrator, default_dir
 from evstore.urls import DatabaseURL, parse_url
@@ -221,6 +221,7 @@ class Store(Settings):
         )
         self._q = self._backend.queries  # type: ignore[attr-defined]
         self._driver = Driver(self, self._backend)  # holds no state of a call: shared
+        self._leases: groups.Leases | None = None  # consumer-group members this Store holds
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -240,6 +241,8 @@ class Store(Settings):
 
     def close(self) -> None:
         if self._backend is not None:
+            if self._leases is not None:
+                self._leases.release_all(self._backend)
             self._backend.close()
             self._backend = None
 
@@ -346,6 +349,8 @@ class Store(Settings):
         after: int = 0,
         types: Sequence[str] | None = None,
         *,
+        group_member: int | None = None,
+        group_size: int | None = None,
         poll_interval: float | None = None,
         idle_timeout: float | None = None,
         page_size: int = 500,
@@ -359,7 +364,11 @@ class Store(Settings):
         the connection drops, the tail reconnects with bounded backoff (0.1 s doubling to 5 s)
         and resumes after the last event it delivered; after reconnect_attempts failures in a
         row it raises ConnectionFailed naming the position to resume from.
+
+        group_member=i, group_size=n: only the streams that member i of a group of n owns
+        (evstore.groups); a tail claims no lease, since it keeps no checkpoint.
         """
+        group = groups.check_member(group_member, group_size)
         stopped = threading.Event()
         state = plans.tail_state(self.dialect, self.url.is_memory, stopped.is_set, after,
                                  types, poll_interval, idle_timeout, page_size,
@@ -370,7 +379,10 @@ class Store(Settings):
         def opener() -> Backend:
             return backend if state.shared else open_backend(url, timeout, 1, schema)
 
-        return Tail(TailDriver(self, opener, stopped), plans.tail(self._q, state), state)
+        driver, plan = TailDriver(self, opener, stopped), plans.tail(self._q, state)
+        if group is not None:
+            return MemberTail(driver, plan, state, member=group[0], size=group[1])
+        return Tail(driver, plan, state)
 
     # -- projections -------------------------------------------------------------------------
 
@@ -378,12 +390,24 @@ class Store(Settings):
         self,
         projection: Projection,
         *,
+        group_member: int | None = None,
+        group_size: int | None = None,
         batch_size: int = 500,
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Apply every event after the projection's checkpoint, batch by batch. Each batch,
         its writes and the advanced checkpoint commit in one transaction, so effects happen
-        exactly once even across crashes. Returns the number of events applied."""
+        exactly once even across crashes. Returns the number of events applied.
+
+        group_member=i, group_size=n: run member i of a group of n (evstore.groups): only its
+        streams, its own checkpoint, and a lease that refuses a second process on the same
+        member or a changed group size."""
+        group = groups.check_member(group_member, group_size)
+        check_int(batch_size, "batch_size", 1)
+        if group is not None:
+            return groups.run_projection(self, self._group_leases(), projection, *group,
+                                         batch_size=batch_size, progress=progress)
+        groups.refuse_if_grouped(self._live(), check_name(projection.name, "projection name"))
         return self._run(plans.run_projection(self._q, projection, batch_size, progress))
 
     def replay(
@@ -403,6 +427,27 @@ class Store(Settings):
         whole replay (see README, "Replay"); atomic=False commits batch by batch instead, as
         run_projection does, and leaves a partly built view if it fails."""
         return self._run(plans.replay(self._q, projection, batch_size, progress, atomic))
+
+    # -- consumer groups ---------------------------------------------------------------------
+
+    def _group_leases(self) -> groups.Leases:
+        if self._leases is None:
+            self._leases = groups.Leases()
+        return self._leases
+
+    def group_status(self, name: str) -> list[groups.MemberState]:
+        """Each member of the consumer group NAME with a checkpoint or a lease row."""
+        return groups.group_status(self._live(), name)
+
+    def reset_group(self, group: str | Projection) -> list[groups.MemberState]:
+        """Forget every checkpoint of a consumer group (the plain one and each member's, of
+        any size) and its leases, so that it can start again with another size. Given a
+        projection, its reset(tx) runs in the same transaction. Refused while another process
+        holds a member. Returns the members as they were."""
+        if isinstance(group, str):
+            return groups.reset_group(self, self._group_leases(), group, None)
+        return groups.reset_group(self, self._group_leases(), group.name,
+                                  getattr(group, "reset", None))
 
     def checkpoint(self, name: str) -> int:
         """The position a named subscription or projection has processed up to (0 if none)."""
@@ -554,3 +599,21 @@ class Tail(Following):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class MemberTail(Tail):
+    """A tail of one consumer-group member's streams (evstore.groups). `position` still
+    advances over the other members' events, so a tail resumed from it does not read them
+    again; idle_timeout counts time without any new event in the log."""
+
+    def __init__(self, driver: TailDriver, plan: plans.Feed, state: plans.TailState, *,
+                 member: int, size: int) -> None:
+        super().__init__(driver, plan, state)
+        self._owns = groups.Membership(member, size).owns
+
+    def __next__(self) -> RecordedEvent:
+        owns = self._owns
+        for event in self._iterator:
+            if owns(event):
+                return event
+        raise StopIteration
