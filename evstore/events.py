@@ -499,9 +499,11 @@ def _needs_care(blob: bytes) -> bool:
     nesting limits, a float that jsonb respells (1e+16, -0.0), or a key that may have been a
     number. False means both documents are canonical as written and within every limit; the
     searches may also find such text inside a string, which only costs the careful path."""
+    # A one-byte search is a memchr; "\\" and "+" are rare in JSON, so the longer searches
+    # behind them seldom run.
     return (
-        b"\\u0000" in blob
-        or b"e+" in blob
+        (b"\\" in blob and b"\\u0000" in blob)
+        or (b"+" in blob and b"e+" in blob)
         or b"-0.0" in blob
         or len(blob) > MAX_DOCUMENT_BYTES
         # nesting deeper than the limit needs more than 2 * MAX_JSON_DEPTH characters

@@ -8,6 +8,7 @@ Processes still meet at the file lock (busy timeout = lock_timeout).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -33,7 +34,6 @@ from evstore.events import (
     Expected,
     RecordedEvent,
     Snapshot,
-    chain_link,
     decode_json,
 )
 from evstore.urls import DatabaseURL, Dialect
@@ -51,6 +51,7 @@ assert _INSERT.params == (
 _BEGIN, _COMMIT, _ROLLBACK = SQL["sqlite_begin"], SQL["sqlite_commit"], SQL["sqlite_rollback"]
 
 _loads = decode_json
+_sha256 = hashlib.sha256
 _parse_time = datetime.fromisoformat  # reads the trailing Z as UTC on Python 3.11+
 
 
@@ -261,13 +262,18 @@ class SQLiteBackend(SyncQueries):
                 head = conn.execute(_CHAIN_HEAD).fetchone()
                 chain = head[0] if head is not None else b""
                 returned: list[tuple[int, int, str]] = []
+                stream_bytes = stream_id.encode()
                 for offset in range(0, n, _ROWS_PER_INSERT):
                     chunk = events[offset : offset + _ROWS_PER_INSERT]
                     params: list[Any] = []
                     version = start + offset
                     for e in chunk:
                         version += 1
-                        chain = chain_link(chain, e.digest, e.event_id, version, stream_id)
+                        # chain_link(chain, e.digest, e.event_id, version, stream_id), inline
+                        chain = _sha256(b"".join((
+                            chain, e.digest, e.event_id.encode(),
+                            version.to_bytes(8, "big", signed=True), stream_bytes,
+                        ))).digest()
                         params += (
                             e.event_id, stream_id, version, e.type, e.payload, e.metadata,
                             e.digest, chain,
