@@ -82,6 +82,8 @@ def test_one_pass_equals_the_careful_path(event_type: str, data: Any, metadata: 
         [{"x": 1e16}],
         {"z": -0.0, "a": 1},
         {"a": [{"2": 1, "10": 2}]},
+        {False: "a", 5: "b", True: "c"},  # sorted 0, 1, 5: "false", "true", "5"
+        {"n": {-3: 1, 2.5: 2}},
     ],
 )
 def test_values_that_need_the_careful_path_come_out_canonical(data: Any) -> None:
