@@ -27,16 +27,14 @@ import collections
 import random
 import shutil
 import struct
-import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bench  # W1's event generator
+from ulid import ULID
 
 import evstore
 from evstore import NewEvent
@@ -71,10 +69,47 @@ PG_VARIANTS: dict[str, list[str]] = {
 }
 
 
-def events(appends: int) -> tuple[list[bench.Batch], list[list[NewEvent]]]:
-    batches = bench.make_batches(random.Random(1), appends + 1, 100, 100)
-    return batches, [[NewEvent(e.type, e.data, e.metadata, e.event_id) for e in b.events]
-                     for b in batches]
+EVENT_TYPES = ("OrderPlaced", "ItemAdded", "ItemRemoved", "PaymentCaptured", "OrderShipped")
+
+
+@dataclass
+class Batch:
+    stream: str
+
+
+def new_event(rng: random.Random, seq: int) -> NewEvent:
+    """An event shaped as scripts/bench.py's W1 events: a 209-byte payload with a nested
+    object and a 122-byte metadata object."""
+    data = {
+        "order_id": f"ord-{rng.randrange(10**9):09d}",
+        "customer": {
+            "id": f"cus-{rng.randrange(10**6):06d}",
+            "name": rng.choice(["Ada Lovelace", "Grace Hopper", "Edsger Dijkstra"]),
+            "tier": rng.choice(["gold", "silver", "bronze"]),
+        },
+        "sku": f"SKU-{rng.randrange(10**5):05d}",
+        "quantity": rng.randrange(1, 20),
+        "amount": round(rng.uniform(1, 5000), 2),
+        "currency": "EUR",
+        "note": "deliver to the side door, ring twice",
+    }
+    metadata = {
+        "correlation_id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "user": f"user-{rng.randrange(10**4):04d}",
+        "source": "bench",
+        "schema": 3,
+        "ip": "192.0.2.17",
+    }
+    return NewEvent(EVENT_TYPES[seq % len(EVENT_TYPES)], data, metadata, str(ULID()))
+
+
+def events(appends: int) -> tuple[list[Batch], list[list[NewEvent]]]:
+    """appends + 1 batches of 100 events, each to a new stream (the first one warms up)."""
+    rng = random.Random(1)
+    batches = [Batch(str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+               for _ in range(appends + 1)]
+    return batches, [[new_event(rng, i * 100 + k) for k in range(100)]
+                     for i in range(appends + 1)]
 
 
 def sqlite_folder(variant: str, into: Path) -> Path:
