@@ -358,19 +358,10 @@ def append_records(
         raise AppendConflict("version")
     # Rows come back in no promised order; versions put them back in append order.
     rows.sort(key=by_version)
-    from_json = RecordedEvent.from_json
+    from_row = RecordedEvent.from_row
     return [
-        from_json(
-            position,
-            stream_id,
-            version,
-            e.event_id,
-            e.type,
-            e.payload,
-            e.metadata,
-            recorded_at,
-            e.digest,
-        )
+        from_row((position, stream_id, version, e.event_id, e.type, e.payload, e.metadata,
+                  recorded_at, e.digest))
         for (position, version, recorded_at), e in zip(rows, events, strict=True)
     ]
 

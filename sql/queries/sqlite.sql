@@ -57,7 +57,10 @@ INSERT INTO event_store (event_id, stream_id, version, event_type, payload, meta
                          content_digest, chain_digest)
 VALUES (:event_id, :stream_id, :version, :event_type, :payload, :metadata, :content_digest,
         :chain_digest)
-RETURNING position, version, recorded_at
+
+-- name: sqlite_recorded_at
+-- Append: the time stored with the newest event of the INSERT just made (one per statement).
+SELECT recorded_at FROM event_store WHERE position = :position
 
 -- name: sqlite_chain_head
 -- Append: the newest chain digest, read under the write lock; the chain continues from it.
