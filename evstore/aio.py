@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, TypeVar, Unpack, runtime_checkable
 
-from evstore import plans
+from evstore import groups, plans
 from evstore.dialects.base import AsyncBackend, Plan, Request
 from evstore.dialects.shared import Queries
 from evstore.errors import InvalidInput, StoreClosed
@@ -127,6 +127,7 @@ class AsyncStore(Settings):
 
     _backend: AsyncBackend | None = None
     _q: Queries
+    _leases: groups.Leases | None = None  # consumer-group members this store holds
 
     def __repr__(self) -> str:
         return f"<evstore.aio.AsyncStore {self.url.redacted}>"
@@ -144,6 +145,8 @@ class AsyncStore(Settings):
 
     async def close(self) -> None:
         if self._backend is not None:
+            if self._leases is not None:
+                await self._run(self._leases.releasing_all(self._q))
             backend, self._backend = self._backend, None
             await backend.close()
 
@@ -231,11 +234,13 @@ class AsyncStore(Settings):
 
     def tail(
         self, after: int = 0, types: Sequence[str] | None = None, *,
+        group_member: int | None = None, group_size: int | None = None,
         poll_interval: float | None = None, idle_timeout: float | None = None,
         page_size: int = 500, reconnect_attempts: int = 10,
     ) -> AsyncTail:
         """`async for event in store.tail(...)`: Store.tail's guarantees, as an async
         iterator. Its waits are asyncio waits; stop() ends it from another task."""
+        group = groups.check_member(group_member, group_size)
         stopped = asyncio.Event()
         state = plans.tail_state(
             self.dialect, self.url.is_memory, stopped.is_set, after, types, poll_interval,
@@ -247,16 +252,23 @@ class AsyncStore(Settings):
         async def opener() -> AsyncBackend:
             return backend if state.shared else await open_backend(url, timeout, 1, schema)
 
-        return AsyncTail(AsyncTailDriver(self, opener, stopped), plans.tail(self._q, state),
+        tail = AsyncTail(AsyncTailDriver(self, opener, stopped), plans.tail(self._q, state),
                          state)
+        if group is not None:
+            tail._owns = groups.Membership(*group).owns
+        return tail
 
     # -- projections -------------------------------------------------------------------------
 
     async def run_projection(
-        self, projection: AsyncProjection | Any, *, batch_size: int = 500,
+        self, projection: AsyncProjection | Any, *, group_member: int | None = None,
+        group_size: int | None = None, batch_size: int = 500,
         progress: Callable[[int], Any] | None = None,
     ) -> int:
-        return await self._run(plans.run_projection(self._q, projection, batch_size, progress))
+        group = groups.check_member(group_member, group_size)
+        plan = plans.project(self._q, projection, batch_size, progress, group,
+                             self._group_leases)
+        return await self._run(plan)
 
     async def replay(
         self, projection: AsyncProjection | Any, *, batch_size: int = 500,
@@ -273,6 +285,21 @@ class AsyncStore(Settings):
 
     async def delete_subscription(self, name: str) -> bool:
         return await self._run(plans.delete_subscription(self._q, name))
+
+    # -- consumer groups ---------------------------------------------------------------------
+
+    def _group_leases(self) -> groups.Leases:
+        if self._leases is None:
+            self._leases = groups.Leases()
+        return self._leases
+
+    async def group_status(self, name: str) -> list[groups.MemberState]:
+        return await self._run(groups.group_status(self._q, name))
+
+    async def reset_group(self, group: str | AsyncProjection | Any) -> list[groups.MemberState]:
+        name, reset = (group, None) if isinstance(group, str) else (
+            group.name, getattr(group, "reset", None))
+        return await self._run(groups.reset_group(self._q, self._group_leases(), name, reset))
 
     # -- snapshots ---------------------------------------------------------------------------
 
@@ -379,7 +406,10 @@ class AsyncTail(Following):
 
     `position` is the position of the last event delivered: a new tail with after=position
     continues exactly where this one stopped. Close it with `await tail.aclose()`, or use
-    `async with store.tail(...) as tail:`."""
+    `async with store.tail(...) as tail:`. A consumer-group member's tail delivers only its
+    streams' events; its position still advances over the others' (as Store's MemberTail)."""
+
+    _owns: Callable[[RecordedEvent], bool] | None = None
 
     def __init__(
         self, driver: AsyncTailDriver, plan: plans.Feed, state: plans.TailState
@@ -400,7 +430,10 @@ class AsyncTail(Following):
         return self
 
     async def __anext__(self) -> RecordedEvent:
-        return await anext(self._iterator)
+        async for event in self._iterator:
+            if self._owns is None or self._owns(event):
+                return event
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         self.stop()

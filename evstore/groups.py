@@ -29,12 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from evstore.dialects import shared
+from evstore.dialects.base import Plan, call
+from evstore.dialects.shared import Queries
 from evstore.errors import GroupSizeChanged, InvalidInput, MemberClaimed, MemberOutOfRange
 from evstore.events import MAX_ID_LENGTH, RecordedEvent, check_name
 
 if TYPE_CHECKING:
     from evstore.dialects.base import Backend
-    from evstore.store import Projection, Store, Transaction
 
 LEASE_SECONDS = 30.0  # a member's lease lasts this long after its last renewal
 MAX_GROUP_SIZE = 2**31 - 1  # an integer column on both dialects
@@ -134,10 +136,10 @@ class MemberState:
         }
 
 
-def _checkpoint_sizes(backend: Backend, name: str) -> dict[str, tuple[int, int, int]]:
+def _checkpoint_sizes(q: Queries, name: str) -> Plan[dict[str, tuple[int, int, int]]]:
     """The group's live checkpoints: name -> (member, size, position)."""
     prefix = name + MEMBER_SEPARATOR
-    rows = backend.run("group_checkpoints", {
+    rows = yield from shared.run(q, "group_checkpoints", {
         "group_name": name, "member_prefix": prefix, "prefix_length": len(prefix),
     })
     found: dict[str, tuple[int, int, int]] = {}
@@ -151,29 +153,29 @@ def _checkpoint_sizes(backend: Backend, name: str) -> dict[str, tuple[int, int, 
     return found
 
 
-def _leases(backend: Backend, name: str) -> list[tuple[int, int, str, str, bool]]:
+def _leases(q: Queries, name: str) -> Plan[list[tuple[int, int, str, str, bool]]]:
+    rows = yield from shared.run(q, "group_leases", {"group_name": name})
     return [
         (int(member), int(size), str(holder), str(expires), bool(live))
-        for member, size, holder, expires, live in backend.run(
-            "group_leases", {"group_name": name}
-        )
+        for member, size, holder, expires, live in rows
     ]
 
 
-def _lock(backend: Backend, name: str) -> None:
+def _lock(q: Queries, name: str) -> Plan[None]:
     # SQLite: the transaction's BEGIN IMMEDIATE already excludes every other writer.
-    if backend.dialect == "postgres":
-        backend.run("postgres_lock_group", {"group_name": name})
+    if q.dialect == "postgres":
+        yield from shared.run(q, "postgres_lock_group", {"group_name": name})
 
 
-def _refuse_other_sizes(backend: Backend, name: str, size: int, holder: str | None) -> None:
+def _refuse_other_sizes(q: Queries, name: str, size: int, holder: str | None) -> Plan[None]:
     sizes: set[int] = set()
     where: list[str] = []
-    for checkpoint, (_, other, position) in sorted(_checkpoint_sizes(backend, name).items()):
+    checkpoints = yield from _checkpoint_sizes(q, name)
+    for checkpoint, (_, other, position) in sorted(checkpoints.items()):
         if other != size and position > 0:
             sizes.add(other)
             where.append(f"checkpoint {checkpoint!r} at position {position}")
-    for member, other, who, expires, live in _leases(backend, name):
+    for member, other, who, expires, live in (yield from _leases(q, name)):
         if other != size and live and who != holder:
             sizes.add(other)
             where.append(f"member {member} of {other} held by {who} until {expires}")
@@ -189,30 +191,33 @@ def _refuse_other_sizes(backend: Backend, name: str, size: int, holder: str | No
 
 
 class Leases:
-    """The member leases one Store holds; the Store gives them back when it closes."""
+    """The member leases one Store holds; the Store gives them back when it closes.
+
+    Each operation is a plan (evstore.plans), for the Store's and the AsyncStore's drivers;
+    claim, renew, release and release_all run it on a sync backend, for the relay."""
 
     def __init__(self) -> None:
         self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.held: set[tuple[str, int]] = set()
 
-    def claim(
-        self, backend: Backend, name: str, member: int, size: int,
-        ttl: float = LEASE_SECONDS,
-    ) -> None:
+    def claiming(
+        self, q: Queries, name: str, member: int, size: int, ttl: float = LEASE_SECONDS,
+    ) -> Plan[None]:
         """Claim a member (in one transaction with the size check), or raise."""
-        with backend.transaction():
-            _lock(backend, name)
-            _refuse_other_sizes(backend, name, size, self.holder)
-            self.renew(backend, name, member, size, ttl)
+        yield call("transaction", self._claim(q, name, member, size, ttl))
 
-    def renew(
-        self, backend: Backend, name: str, member: int, size: int,
-        ttl: float = LEASE_SECONDS,
-    ) -> None:
+    def _claim(self, q: Queries, name: str, member: int, size: int, ttl: float) -> Plan[None]:
+        yield from _lock(q, name)
+        yield from _refuse_other_sizes(q, name, size, self.holder)
+        yield from self.renewing(q, name, member, size, ttl)
+
+    def renewing(
+        self, q: Queries, name: str, member: int, size: int, ttl: float = LEASE_SECONDS,
+    ) -> Plan[None]:
         """Extend this holder's lease (or take a free or expired one); MemberClaimed when
         another process holds the member. Run it inside the work's own transaction, so work
         commits only under a lease."""
-        granted = backend.run("claim_group_member", {
+        granted = yield from shared.run(q, "claim_group_member", {
             "group_name": name, "member": member, "group_size": size,
             "holder": self.holder, "ttl_seconds": float(ttl),
         })
@@ -220,7 +225,8 @@ class Leases:
             self.held.add((name, member))
             return
         self.held.discard((name, member))
-        lease = next((row for row in _leases(backend, name) if row[0] == member), None)
+        leases = yield from _leases(q, name)
+        lease = next((row for row in leases if row[0] == member), None)
         who, until = (lease[2], lease[3]) if lease else ("another process", "?")
         raise MemberClaimed(
             f"member {member} of consumer group {name!r} (size {size}) is held by {who} "
@@ -229,69 +235,104 @@ class Leases:
             f"{ttl:g} s after its last renewal"
         )
 
-    def release(self, backend: Backend, name: str, member: int) -> None:
-        backend.run("release_group_member", {
+    def releasing(self, q: Queries, name: str, member: int) -> Plan[None]:
+        yield from shared.run(q, "release_group_member", {
             "group_name": name, "member": member, "holder": self.holder,
         })
         self.held.discard((name, member))
 
-    def release_all(self, backend: Backend) -> None:
+    def releasing_all(self, q: Queries) -> Plan[None]:
         for name, member in sorted(self.held):
             try:
-                self.release(backend, name, member)
+                yield from self.releasing(q, name, member)
             except Exception:  # closing anyway: an unreleased lease expires by itself
                 pass
         self.held.clear()
 
+    # On a sync backend (the relay holds one):
 
-def refuse_if_grouped(backend: Backend, name: str) -> None:
+    def claim(
+        self, backend: Backend, name: str, member: int, size: int,
+        ttl: float = LEASE_SECONDS,
+    ) -> None:
+        shared.drive(backend, self.claiming(_queries(backend), name, member, size, ttl))
+
+    def renew(
+        self, backend: Backend, name: str, member: int, size: int,
+        ttl: float = LEASE_SECONDS,
+    ) -> None:
+        shared.drive(backend, self.renewing(_queries(backend), name, member, size, ttl))
+
+    def release(self, backend: Backend, name: str, member: int) -> None:
+        shared.drive(backend, self.releasing(_queries(backend), name, member))
+
+    def release_all(self, backend: Backend) -> None:
+        shared.drive(backend, self.releasing_all(_queries(backend)))
+
+
+def _queries(backend: Backend) -> Queries:
+    return backend.queries  # type: ignore[attr-defined, no-any-return]
+
+
+def refuse_if_grouped(q: Queries, name: str) -> Plan[None]:
     """A plain run_projection is a group of one: refuse it while member checkpoints or live
     members of a larger group exist."""
-    _refuse_other_sizes(backend, name, 1, None)
+    yield from _refuse_other_sizes(q, name, 1, None)
 
 
 def run_projection(
-    store: Store,
+    q: Queries,
     leases: Leases,
-    projection: Projection,
+    projection: Any,
     member: int,
     size: int,
-    *,
     batch_size: int,
-    progress: Callable[[int], None] | None,
-) -> int:
+    progress: Callable[[int], Any] | None,
+) -> Plan[int]:
     """Run one member of a projection's group: every event of its streams after its
     checkpoint, a page of the log per transaction, with the lease renewed in it."""
     name = check_group_name(projection.name)
     checkpoint = checkpoint_name(name, member, size)
-    backend = store._live()
-    leases.claim(backend, name, member, size)
+    yield from leases.claiming(q, name, member, size)
     owns = Membership(member, size).owns
     applied = 0
     while True:
-        with store.transaction() as tx:
-            leases.renew(backend, name, member, size)
-            position = backend.checkpoint(checkpoint, for_update=True)
-            events = backend.read_all(position, batch_size, None)
-            if not events:
-                return applied
-            mine = [event for event in events if owns(event)]
-            for event in mine:
-                projection.apply(tx, event)
-            backend.set_checkpoint(checkpoint, events[-1].position)
-        applied += len(mine)
+        mine = yield call("transaction", _member_batch(q, leases, projection, name, member,
+                                                       size, checkpoint, owns, batch_size))
+        if mine is None:
+            return applied
+        applied += mine
         if progress is not None and mine:
-            progress(len(mine))
+            yield call("callback", progress, mine)
 
 
-def group_status(backend: Backend, name: str) -> list[MemberState]:
+def _member_batch(
+    q: Queries, leases: Leases, projection: Any, name: str, member: int, size: int,
+    checkpoint: str, owns: Callable[[RecordedEvent], bool], batch_size: int,
+) -> Plan[int | None]:
+    """One page of the log in one transaction: the number of this member's events applied,
+    or None at the end of the log."""
+    yield from leases.renewing(q, name, member, size)
+    position = yield from shared.checkpoint(q, checkpoint, True)
+    events = yield from shared.read_all(q, position, batch_size, None)
+    if not events:
+        return None
+    mine = [event for event in events if owns(event)]
+    for event in mine:
+        yield call("apply", projection.apply, event)
+    yield from shared.set_checkpoint(q, checkpoint, events[-1].position)
+    return len(mine)
+
+
+def group_status(q: Queries, name: str) -> Plan[list[MemberState]]:
     """Every member that has a checkpoint or a lease row, by size and member."""
     name = check_group_name(name)
     states: dict[tuple[int, int], MemberState] = {}
-    for checkpoint, (member, size, position) in _checkpoint_sizes(backend, name).items():
+    checkpoints = yield from _checkpoint_sizes(q, name)
+    for checkpoint, (member, size, position) in checkpoints.items():
         states[(size, member)] = MemberState(member, size, checkpoint, position, None, None,
                                              False)
-    for member, size, holder, expires, live in _leases(backend, name):
+    for member, size, holder, expires, live in (yield from _leases(q, name)):
         before = states.get((size, member))
         states[(size, member)] = MemberState(
             member, size, before.checkpoint if before else None,
@@ -301,29 +342,34 @@ def group_status(backend: Backend, name: str) -> list[MemberState]:
 
 
 def reset_group(
-    store: Store, leases: Leases, name: str, reset: Callable[[Transaction], None] | None,
-) -> list[MemberState]:
+    q: Queries, leases: Leases, name: str, reset: Callable[..., Any] | None,
+) -> Plan[list[MemberState]]:
     """Soft-delete every checkpoint of the group (the plain one and every member's, of any
     size) and its lease rows, in one transaction with `reset(tx)` when given. Refused while
     another process holds a member. Returns what was reset."""
     name = check_group_name(name)
-    backend = store._live()
-    with store.transaction() as tx:
-        _lock(backend, name)
-        busy = [row for row in _leases(backend, name) if row[4] and row[2] != leases.holder]
-        if busy:
-            listed = "; ".join(f"member {m} of {s} held by {h} until {e}"
-                               for m, s, h, e, _ in busy)
-            raise MemberClaimed(
-                f"cannot reset consumer group {name!r} while it runs ({listed}); stop those "
-                "processes first, or wait until their leases expire"
-            )
-        before = group_status(backend, name)
-        for state in before:
-            if state.checkpoint is not None:
-                backend.delete_checkpoint(state.checkpoint)
-        backend.run("delete_group_leases", {"group_name": name})
-        if reset is not None:
-            reset(tx)
+    before: list[MemberState] = yield call("transaction", _reset(q, leases, name, reset))
     leases.held = {held for held in leases.held if held[0] != name}
+    return before
+
+
+def _reset(
+    q: Queries, leases: Leases, name: str, reset: Callable[..., Any] | None,
+) -> Plan[list[MemberState]]:
+    yield from _lock(q, name)
+    busy = [row for row in (yield from _leases(q, name)) if row[4] and row[2] != leases.holder]
+    if busy:
+        listed = "; ".join(f"member {m} of {s} held by {h} until {e}"
+                           for m, s, h, e, _ in busy)
+        raise MemberClaimed(
+            f"cannot reset consumer group {name!r} while it runs ({listed}); stop those "
+            "processes first, or wait until their leases expire"
+        )
+    before = yield from group_status(q, name)
+    for state in before:
+        if state.checkpoint is not None:
+            yield from shared.delete_checkpoint(q, state.checkpoint)
+    yield from shared.run(q, "delete_group_leases", {"group_name": name})
+    if reset is not None:
+        yield call("apply", reset)
     return before

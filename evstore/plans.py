@@ -31,6 +31,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from evstore import groups
 from evstore.dialects import shared
 from evstore.dialects.base import AppendConflict, Plan, Request, call
 from evstore.dialects.shared import Queries
@@ -227,6 +228,24 @@ def run_projection(
         applied += count
         if progress is not None:
             yield call("callback", progress, count)
+
+
+def project(
+    q: Queries,
+    projection: Any,
+    batch_size: int,
+    progress: Callable[[int], Any] | None,
+    group: tuple[int, int] | None,
+    leases: Callable[[], groups.Leases],
+) -> Plan[int]:
+    """run_projection: a member of a consumer group (evstore.groups), or the plain
+    projection, which a larger group's checkpoints or live members refuse."""
+    check_int(batch_size, "batch_size", 1)
+    if group is not None:
+        return (yield from groups.run_projection(q, leases(), projection, *group, batch_size,
+                                                 progress))
+    yield from groups.refuse_if_grouped(q, check_name(projection.name, "projection name"))
+    return (yield from run_projection(q, projection, batch_size, progress))
 
 
 def _projection_batch(q: Queries, name: str, projection: Any, batch_size: int) -> Plan[int]:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol, Self, TypedDict, TypeVar, runtime_ch
 from evstore import groups, plans
 from evstore.dialects.base import Backend, Plan, Request
 from evstore.errors import InvalidInput, StoreClosed
-from evstore.events import ANY, Expected, NewEvent, RecordedEvent, Snapshot, check_name
+from evstore.events import ANY, Expected, NewEvent, RecordedEvent, Snapshot
 from evstore.plans import MAX_INT, check_int
 from evstore.schema.migrations import MigrationState, Migrator, default_dir
 from evstore.urls import DatabaseURL, parse_url
@@ -242,7 +242,7 @@ class Store(Settings):
     def close(self) -> None:
         if self._backend is not None:
             if self._leases is not None:
-                self._leases.release_all(self._backend)
+                self._run(self._leases.releasing_all(self._q))
             self._backend.close()
             self._backend = None
 
@@ -403,12 +403,8 @@ class Store(Settings):
         streams, its own checkpoint, and a lease that refuses a second process on the same
         member or a changed group size."""
         group = groups.check_member(group_member, group_size)
-        check_int(batch_size, "batch_size", 1)
-        if group is not None:
-            return groups.run_projection(self, self._group_leases(), projection, *group,
-                                         batch_size=batch_size, progress=progress)
-        groups.refuse_if_grouped(self._live(), check_name(projection.name, "projection name"))
-        return self._run(plans.run_projection(self._q, projection, batch_size, progress))
+        return self._run(plans.project(self._q, projection, batch_size, progress, group,
+                                       self._group_leases))
 
     def replay(
         self,
@@ -437,17 +433,16 @@ class Store(Settings):
 
     def group_status(self, name: str) -> list[groups.MemberState]:
         """Each member of the consumer group NAME with a checkpoint or a lease row."""
-        return groups.group_status(self._live(), name)
+        return self._run(groups.group_status(self._q, name))
 
     def reset_group(self, group: str | Projection) -> list[groups.MemberState]:
         """Forget every checkpoint of a consumer group (the plain one and each member's, of
         any size) and its leases, so that it can start again with another size. Given a
         projection, its reset(tx) runs in the same transaction. Refused while another process
         holds a member. Returns the members as they were."""
-        if isinstance(group, str):
-            return groups.reset_group(self, self._group_leases(), group, None)
-        return groups.reset_group(self, self._group_leases(), group.name,
-                                  getattr(group, "reset", None))
+        name, reset = (group, None) if isinstance(group, str) else (
+            group.name, getattr(group, "reset", None))
+        return self._run(groups.reset_group(self._q, self._group_leases(), name, reset))
 
     def checkpoint(self, name: str) -> int:
         """The position a named subscription or projection has processed up to (0 if none)."""

@@ -19,9 +19,15 @@ import pytest
 
 import evstore
 import evstore.aio
-from evstore import NewEvent
+from evstore import NewEvent, groups
 from evstore.aio import AsyncStore, AsyncTail, AsyncTransaction
-from evstore.errors import AppendLockTimeout, ConnectionFailed, InvalidInput
+from evstore.errors import (
+    AppendLockTimeout,
+    ConnectionFailed,
+    GroupSizeChanged,
+    InvalidInput,
+    MemberClaimed,
+)
 from evstore.operations.verify import verify
 from evstore.urls import parse_url
 from tests.conftest import ROOT
@@ -384,3 +390,44 @@ def test_the_asyncio_example_runs(tmp_path: Path) -> None:
     assert "order-1: Placed, Paid" in done.stdout
     assert "tail saw 3 events" in done.stdout
 
+
+
+# -- consumer groups (evstore.groups) on the AsyncStore ----------------------------------------
+
+
+class Seen:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.events: list[evstore.RecordedEvent] = []
+
+    async def apply(self, tx: AsyncTransaction, event: evstore.RecordedEvent) -> None:
+        self.events.append(event)
+
+
+@run
+async def test_async_consumer_group_members_split_the_log(file_url: str) -> None:
+    async with opened(file_url) as first, await evstore.aio.connect(file_url) as second:
+        for i in range(12):
+            await first.append(f"s{i}", [E("T", {"i": i})])
+        log = await first.read_all()
+        members = [Seen("g"), Seen("g")]
+        assert await first.run_projection(members[0], group_member=0, group_size=2) + \
+            await second.run_projection(members[1], group_member=1, group_size=2) == 12
+        owned = [[e for e in log if groups.member_of(e.stream_id, 2) == m] for m in (0, 1)]
+        assert [ids(m.events) for m in members] == [ids(o) for o in owned]
+        status = await first.group_status("g")
+        assert [(s.member, s.group_size, s.position, s.live) for s in status] == [
+            (0, 2, log[-1].position, True), (1, 2, log[-1].position, True)]
+        with pytest.raises(MemberClaimed):  # member 1 is second's
+            await first.run_projection(Seen("g"), group_member=1, group_size=2)
+        with pytest.raises(GroupSizeChanged):  # a plain run is a group of one
+            await first.run_projection(Seen("g"))
+        async with first.tail(after=0, idle_timeout=0.5, group_member=1, group_size=2) as tail:
+            assert ids([e async for e in tail]) == ids(owned[1])
+            assert tail.position == log[-1].position
+        await second.close()  # gives its lease back
+        assert not (await first.group_status("g"))[1].live
+        reset = await first.reset_group("g")
+        assert len(reset) == 2 and await first.group_status("g") == []
+        plain = Seen("g")
+        assert await first.run_projection(plain) == 12 and ids(plain.events) == ids(log)

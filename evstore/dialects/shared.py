@@ -119,14 +119,19 @@ def delete_checkpoint(q: Queries, name: str) -> Plan[bool]:
 
 
 def drive(backend: Any, plan: Plan[T]) -> T:
-    """Run a query plan of this module on a sync backend (each request a method call)."""
+    """Run a plan of queries on a sync backend: each request a method call, or a
+    transaction around a plan of its own."""
     value: Any = None
     while True:
         try:
             name, args = plan.send(value)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        value = getattr(backend, name)(*args)
+        if name == "transaction":
+            with backend.transaction():
+                value = drive(backend, args[0])
+        else:
+            value = getattr(backend, name)(*args)
 
 
 class SyncQueries:
