@@ -13,6 +13,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from evstore.dialects.base import AppendConflict, Backend
 from evstore.errors import (
+    CheckpointConflict,
     ConnectionFailed,
     DuplicateEventId,
     InvalidInput,
@@ -157,6 +158,16 @@ class Transaction:
     def stream_version(self, stream_id: str) -> int | None:
         self._check_thread()
         return self._store.stream_version(stream_id)
+
+    def checkpoint(self, name: str) -> int:
+        """The named checkpoint as this transaction sees it (0 if none)."""
+        self._check_thread()
+        return self._store.checkpoint(name)
+
+    def save_checkpoint(self, name: str, position: int, expected: int | None = None) -> None:
+        """store.save_checkpoint in this transaction: it commits or rolls back with it."""
+        self._check_thread()
+        self._store.save_checkpoint(name, position, expected)
 
 
 class Store:
@@ -526,9 +537,20 @@ class Store:
         """The position a named subscription or projection has processed up to (0 if none)."""
         return self._live().checkpoint(check_name(name, "subscription name"), for_update=False)
 
-    def save_checkpoint(self, name: str, position: int) -> None:
+    def save_checkpoint(self, name: str, position: int, expected: int | None = None) -> None:
+        """Record the position a named subscription has processed. With `expected`, a
+        compare-and-set: it is saved only if the checkpoint is at `expected` (a missing one
+        counts as 0), else CheckpointConflict. Inside store.transaction(), tx.save_checkpoint
+        commits with the transaction's appends and writes."""
         _check_int(position, "position", 0)
-        self._live().set_checkpoint(check_name(name, "subscription name"), position)
+        name = check_name(name, "subscription name")
+        backend = self._live()
+        if expected is None:
+            backend.set_checkpoint(name, position)
+            return
+        _check_int(expected, "expected", 0)
+        if not backend.compare_and_set_checkpoint(name, position, expected):
+            raise CheckpointConflict(name, expected, backend.checkpoint(name, for_update=False))
 
     def delete_subscription(self, name: str) -> bool:
         """Soft-delete a subscription (its row keeps deleted_at); True if one was active."""

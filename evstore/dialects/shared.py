@@ -87,6 +87,13 @@ class SharedBackend:
     def set_checkpoint(self, name: str, position: int) -> None:
         self._rows(self._sql["set_checkpoint"], {"name": name, "position": position})
 
+    def compare_and_set_checkpoint(self, name: str, position: int, expected: int) -> bool:
+        """One statement: the checkpoint moves only if it is at `expected` (missing = 0)."""
+        return bool(self._rows(
+            self._sql["compare_and_set_checkpoint"],
+            {"name": name, "position": position, "expected": expected},
+        ))
+
     def delete_checkpoint(self, name: str) -> bool:
         return bool(self._rows(self._sql["delete_checkpoint"], {"name": name}))
 

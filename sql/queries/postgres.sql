@@ -133,6 +133,16 @@ ON CONFLICT (name) WHERE deleted_at IS NULL
 DO UPDATE SET position = excluded.position
 RETURNING position
 
+-- name: compare_and_set_checkpoint
+-- Move a live subscription from :expected to :position (a missing one counts as 0); no row: it was elsewhere, nothing changed.
+INSERT INTO subscription (name, position)
+SELECT :name::text, :position::bigint
+WHERE :expected::bigint = 0
+   OR EXISTS (SELECT 1 FROM subscription WHERE name = :name::text AND deleted_at IS NULL)
+ON CONFLICT (name) WHERE deleted_at IS NULL
+DO UPDATE SET position = excluded.position WHERE subscription.position = :expected::bigint
+RETURNING position
+
 -- name: delete_checkpoint
 -- Mark a live subscription deleted (the row stays, for the audit trail).
 UPDATE subscription SET deleted_at = now()

@@ -164,6 +164,16 @@ VALUES (:name, :position)
 ON CONFLICT (name) WHERE deleted_at IS NULL
 DO UPDATE SET position = excluded.position
 
+-- name: compare_and_set_checkpoint
+-- Move a live subscription from :expected to :position (a missing one counts as 0); no row: it was elsewhere, nothing changed.
+INSERT INTO subscription (name, position)
+SELECT :name, :position
+WHERE :expected = 0
+   OR EXISTS (SELECT 1 FROM subscription WHERE name = :name AND deleted_at IS NULL)
+ON CONFLICT (name) WHERE deleted_at IS NULL
+DO UPDATE SET position = excluded.position WHERE subscription.position = :expected
+RETURNING position
+
 -- name: delete_checkpoint
 -- Mark a live subscription deleted (the row stays, for the audit trail).
 UPDATE subscription SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
