@@ -24,16 +24,19 @@ from evstore.errors import (
 from evstore.events import (
     ANY,
     NO_STREAM,
+    AssignedVersions,
     EncodedEvent,
     Expected,
     NewEvent,
     RecordedEvent,
     Snapshot,
+    assigned_versions,
     check_event_id,
     check_expected,
     check_name,
     encode_events,
     encode_json,
+    state_document,
 )
 from evstore.schema.migrations import MigrationState, Migrator, default_dir
 from evstore.urls import DatabaseURL, parse_url
@@ -298,6 +301,14 @@ class Store:
         """
         encoded = encode_events(stream_id, events)
         expected = check_expected(expected_version)
+        assigned = assigned_versions(events)
+        if assigned is not None:
+            if expected is not ANY:
+                raise InvalidInput(
+                    "the events carry their versions (NewEvent.version), which say what the "
+                    "append expects; leave expected_version at its default, evstore.ANY"
+                )
+            expected = assigned
         backend = self._live()
         try:
             return backend.append(stream_id, encoded, expected)
@@ -342,6 +353,8 @@ class Store:
                 placed = first == 1
             elif isinstance(expected, int):
                 placed = first == expected + 1
+            elif isinstance(expected, AssignedVersions):
+                placed = first == expected.first
             else:
                 placed = True
             if consecutive and placed:
@@ -382,12 +395,13 @@ class Store:
         limit: int | None = None,
         backwards: bool = False,
     ) -> list[RecordedEvent]:
-        """A stream's events, oldest first from `from_version` (default 1); backwards=True
+        """A stream's events, oldest first from `from_version` (default: the first, version 0
+        or 1); backwards=True
         gives them newest first, down from `from_version` (default: the stream's last event),
         so read_stream(s, backwards=True, limit=2) is the last two events, newest first."""
         check_name(stream_id, "stream_id")
         if from_version is None:
-            from_version = MAX_INT if backwards else 1
+            from_version = MAX_INT if backwards else 0
         _check_int(from_version, "from_version", 0)
         if limit is not None:
             _check_int(limit, "limit", 0)
@@ -559,10 +573,11 @@ class Store:
     # -- snapshots ---------------------------------------------------------------------------
 
     def save_snapshot(self, stream_id: str, version: int, state: Any) -> Snapshot:
-        """Save the state of a stream as of `version` (which must exist)."""
+        """Save the state of a stream as of `version` (which must exist). The state is a
+        JSON value, or bytes (stored as {"$bytes": "<base64>"}, loaded as bytes)."""
         check_name(stream_id, "stream_id")
         _check_int(version, "version", 1)
-        encoded = encode_json(state, "snapshot state")
+        encoded = encode_json(state_document(state), "snapshot state")
         backend = self._live()
         with backend.transaction():
             current = backend.stream_version(stream_id)
@@ -578,9 +593,13 @@ class Store:
                 )
             return backend.save_snapshot(stream_id, version, encoded)
 
-    def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        """The stream's latest snapshot, or None."""
-        return self._live().load_snapshot(check_name(stream_id, "stream_id"))
+    def load_snapshot(self, stream_id: str, version: int | None = None) -> Snapshot | None:
+        """The stream's latest snapshot, or with `version` its latest at or below that
+        version (to rebuild the state as of a version); None if there is none."""
+        check_name(stream_id, "stream_id")
+        if version is not None:
+            _check_int(version, "version", 0)
+        return self._live().load_snapshot(stream_id, version)
 
 
 class Tail:

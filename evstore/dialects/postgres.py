@@ -34,6 +34,7 @@ from evstore.dialects.shared import (
     SharedBackend,
     append_kind,
     by_version,
+    expected_head,
     first_line,
     translating,
 )
@@ -255,7 +256,7 @@ class PostgresBackend(SharedBackend):
         params = {
             "stream_id": stream_id,
             "kind": append_kind(expected),
-            "expected": expected if isinstance(expected, int) else None,
+            "expected": expected_head(expected),
             "event_ids": [e.event_id for e in events],
             "event_types": [e.type for e in events],
             "payloads": [e.payload for e in events],

@@ -12,7 +12,15 @@ from contextlib import contextmanager
 from typing import Any
 
 from evstore.errors import EvstoreError
-from evstore.events import ANY, NO_STREAM, STREAM_EXISTS, Expected, RecordedEvent, Snapshot
+from evstore.events import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AssignedVersions,
+    Expected,
+    RecordedEvent,
+    Snapshot,
+)
 
 Params = Sequence[Any] | Mapping[str, Any]
 NO_PARAMS: Params = ()
@@ -75,8 +83,13 @@ class SharedBackend:
         rows = self._rows(self._sql["head_position"])
         return int(rows[0][0] or 0) if rows else 0
 
-    def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        rows = self._rows(self._sql["load_snapshot"], {"stream_id": stream_id})
+    def load_snapshot(self, stream_id: str, version: int | None = None) -> Snapshot | None:
+        if version is None:
+            rows = self._rows(self._sql["load_snapshot"], {"stream_id": stream_id})
+        else:
+            rows = self._rows(
+                self._sql["load_snapshot_at"], {"stream_id": stream_id, "version": version}
+            )
         return self._snapshot(rows[0]) if rows else None
 
     def checkpoint(self, name: str, for_update: bool) -> int:
@@ -99,15 +112,27 @@ class SharedBackend:
 
 
 def append_kind(expected: Expected) -> str:
-    """How an append checks the stream's version: any, no_stream, exists or exact, the kinds
-    of evstore_append() (migration 0010), which SQLite's head statements mirror."""
+    """How an append checks the stream's version: any, no_stream, exists, exact or assigned,
+    the kinds of evstore_append() (migrations 0010, 0014), which SQLite's head statements
+    mirror."""
     if expected is ANY:
         return "any"
     if expected is NO_STREAM or expected == 0:
         return "no_stream"
     if expected is STREAM_EXISTS:
         return "exists"
+    if isinstance(expected, AssignedVersions):
+        return "assigned"
     return "exact"
+
+
+def expected_head(expected: Expected) -> int | None:
+    """The head version an append expects (p_expected_version of evstore_append()): the
+    exact version, or for assigned versions the first one minus one (-1 or 0: the stream may
+    also be new); None for the other kinds."""
+    if isinstance(expected, AssignedVersions):
+        return expected.first - 1
+    return expected if isinstance(expected, int) else None
 
 
 def by_version(row: Sequence[Any]) -> int:
