@@ -236,6 +236,16 @@ class RecordedEvent:
         return data
 
     @property
+    def data_json(self) -> str:
+        """The data as the JSON text evstore stored, {"$bytes": ...} for binary data: the
+        row's own text when the record was read as text (SQLite; no decoding at all), else
+        the canonical JSON of the decoded data (PostgreSQL hands jsonb over decoded)."""
+        raw = self._row[5]
+        if raw.__class__ is str and raw is not self._data:  # text, not a decoded JSON string
+            return raw
+        return canonical_json(as_document(self.data))
+
+    @property
     def metadata(self) -> dict[str, Any]:
         metadata = self._metadata
         if metadata is _UNSET:

@@ -10,6 +10,7 @@ import pytest
 
 import evstore
 from evstore import InvalidInput, NewEvent, WrongExpectedVersion
+from evstore.events import as_document, canonical_json
 from evstore.operations.verify import verify
 
 
@@ -154,3 +155,14 @@ def test_rollback_and_reapply_of_0014(store: evstore.Store) -> None:
     assert store.migrate()[0].startswith("0014")
     assert store.append("z", at(0))[0].version == 0
     assert verify(store).findings == []
+
+
+@pytest.mark.parametrize("data", ["hello", {"b": 1, "a": [1.5, None, "é"]}, b"\x00\x01", 3, None])
+def test_data_json_is_the_stored_text(store: evstore.Store, data: Any) -> None:
+    expected = canonical_json(as_document(data))
+    [appended] = store.append("j", [NewEvent("T", data)])
+    assert appended.data_json == expected
+    [read] = store.read_stream("j")
+    assert read.data_json == expected
+    assert read.data == data  # decoded now; the text stays what was stored
+    assert read.data_json == expected

@@ -33,6 +33,7 @@ is the form evstore stores, so states come back byte for byte without `state_tex
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -85,6 +86,9 @@ __all__ = [
     "Factory",
 ]
 
+# A stream id that str(uuid) gives: read back as a UUID (ORIGINATOR_ID_TYPE=uuid).
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 STATE_TEXT = "state_text"  # metadata key: the state's exact text, when not canonical JSON
 MAX_VERSION = 2**63 - 1
 
@@ -157,6 +161,18 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON that evstore stores")
 
 
+def state_of_record(record: RecordedEvent) -> bytes:
+    """The state bytes of a stored event. On SQLite the stored text is the state itself (it
+    is canonical JSON), so nothing is decoded; PostgreSQL's documents are encoded again."""
+    metadata = record.metadata
+    if metadata:
+        return state_of(record.data, metadata)
+    text = record.data_json
+    if text.startswith('{"$bytes":'):
+        return state_of(record.data, None)
+    return text.encode("utf-8")
+
+
 def state_of(data: Any, metadata: dict[str, Any] | None) -> bytes:
     """The state bytes back from what evstore stored (state_document's inverse)."""
     if metadata:
@@ -195,13 +211,8 @@ class EvstoreDatastore:
     def originator_id(self, stream_id: str) -> UUID | str:
         """A stream id in UUID's canonical form is a UUID (with ORIGINATOR_ID_TYPE=uuid);
         any other stream, written through evstore's own API, keeps its str id."""
-        if self.originator_id_type == "uuid" and len(stream_id) == 36:
-            try:
-                uuid = UUID(stream_id)
-            except ValueError:
-                return stream_id
-            if str(uuid) == stream_id:
-                return uuid
+        if self.originator_id_type == "uuid" and _CANONICAL_UUID(stream_id):
+            return UUID(stream_id)
         return stream_id
 
     def new_events(self, stored_events: Sequence[StoredEvent]) -> list[tuple[str, list[NewEvent]]]:
@@ -234,7 +245,7 @@ class EvstoreDatastore:
             originator_id=self.originator_id(record.stream_id),
             originator_version=record.version,
             topic=record.type,
-            state=state_of(record.data, record.metadata),
+            state=state_of_record(record),
         )
 
     def notification(self, record: RecordedEvent) -> Notification:
@@ -243,7 +254,7 @@ class EvstoreDatastore:
             originator_id=self.originator_id(record.stream_id),
             originator_version=record.version,
             topic=record.type,
-            state=state_of(record.data, record.metadata),
+            state=state_of_record(record),
         )
 
     def append_all(self, tx: Transaction | None, stored_events: Sequence[StoredEvent]) -> list[int]:
