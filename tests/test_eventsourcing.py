@@ -444,7 +444,7 @@ def test_non_canonical_json_keeps_its_exact_text(settings: dict[str, str]) -> No
         assert events[1].metadata["state_text"].encode() == stored[1].state
 
 
-@pytest.mark.parametrize("state", [
+STATES = [
     b'{"a":1,"b":[true,null,"\\u00e9t\xc3\xa9"]}',
     b'{"b":1,"a":2}',
     b' {"a": 1}',
@@ -456,13 +456,33 @@ def test_non_canonical_json_keeps_its_exact_text(settings: dict[str, str]) -> No
     b"\xff\xfe not UTF-8",
     b"",
     b"[]",
-])
+    b'["\\ud800"]',
+    b"[" * 300 + b"]" * 300,
+    b"1e400",
+]
+
+
+@pytest.mark.parametrize("state", STATES)
 def test_state_mapping_is_exact(state: bytes) -> None:
     data, metadata = state_document(state)
     assert state_of(evstore.events.from_document(evstore.events.as_document(data)),
                     metadata) == state
-    not_json = (b"NaN", b'{"nul":"\\u0000"}', b"\xff\xfe not UTF-8", b"")
+    not_json = (b"NaN", b'{"nul":"\\u0000"}', b"\xff\xfe not UTF-8", b"", b'["\\ud800"]',
+                b"[" * 300 + b"]" * 300, b"1e400")
     assert (type(data) is bytes) == (state in not_json)
+
+
+def test_every_kind_of_state_round_trips_through_the_store(settings: dict[str, str]) -> None:
+    factory = EvstoreFactory(Environment(env=settings))
+    try:
+        recorder = factory.application_recorder()
+        ids = [uuid.uuid4() for _ in STATES]
+        recorder.insert_events([StoredEvent(i, 1, "T", s)
+                                for i, s in zip(ids, STATES, strict=True)])
+        assert [recorder.select_events(i)[0].state for i in ids] == STATES
+        assert [n.state for n in recorder.select_notifications(None, 100)] == STATES
+    finally:
+        factory.close()
 
 
 def test_version_zero_aggregates(settings: dict[str, str]) -> None:

@@ -65,10 +65,12 @@ import evstore
 from evstore import errors
 from evstore.events import (
     MAX_ID_LENGTH,
+    MAX_JSON_DEPTH,
     NewEvent,
     RecordedEvent,
     as_document,
     canonical_json,
+    encode_json,
     from_document,
 )
 from evstore.store import Store, Transaction
@@ -144,14 +146,17 @@ def state_document(state: bytes) -> tuple[Any, dict[str, Any] | None]:
     try:
         text = state.decode("utf-8")
         document = json.loads(text, parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return bytes(state), None
     if "\\u0000" in text:
         return bytes(state), None  # NUL: neither dialect stores it in a document
     try:
         canonical = canonical_json(document)
-    except (TypeError, ValueError, RecursionError):
-        return bytes(state), None
+        canonical.encode("utf-8")  # a lone surrogate, escaped in the text, cannot be stored
+        if canonical.count("[") + canonical.count("{") > MAX_JSON_DEPTH:
+            encode_json(document, "state")  # refuses what is nested too deeply to store
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
+        return bytes(state), None  # evstore.InvalidInput is a ValueError
     if canonical == text:
         return document, None
     return document, {STATE_TEXT: text}
