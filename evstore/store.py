@@ -4,42 +4,21 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, TypedDict, TypeVar, runtime_checkable
 
-from evstore.dialects.base import AppendConflict, Backend
-from evstore.errors import (
-    CheckpointConflict,
-    ConnectionFailed,
-    DuplicateEventId,
-    InvalidInput,
-    SnapshotError,
-    StoreClosed,
-    WrongExpectedVersion,
-)
-from evstore.events import (
-    ANY,
-    NO_STREAM,
-    AssignedVersions,
-    EncodedEvent,
-    Expected,
-    NewEvent,
-    RecordedEvent,
-    Snapshot,
-    assigned_versions,
-    check_event_id,
-    check_expected,
-    check_name,
-    encode_events,
-    encode_json,
-    state_document,
-)
+from evstore import plans
+from evstore.dialects.base import Backend, Plan, Request
+from evstore.errors import InvalidInput, StoreClosed
+from evstore.events import ANY, Expected, NewEvent, RecordedEvent, Snapshot
+from evstore.plans import MAX_INT, check_int
 from evstore.schema.migrations import MigrationState, Migrator, default_dir
 from evstore.urls import DatabaseURL, parse_url
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -53,7 +32,18 @@ class Projection(Protocol):
 
 
 DEFAULT_LOCK_TIMEOUT = 5.0  # seconds an append waits for the append lock
-MAX_INT = 2**63 - 1  # positions, versions and limits are 64-bit signed on both dialects
+
+
+class Options(TypedDict, total=False):
+    """connect()'s keyword arguments, for evstore.aio.connect to take the same."""
+
+    migrations_dir: str | Path | None
+    lock_timeout: float
+    pool_size: int
+    schema: str | None
+    app_migrations_dir: str | Path | Mapping[str, str | Path] | None
+
+__all__ = ["MAX_INT", "Projection", "Store", "Tail", "Transaction", "connect"]
 
 
 def connect(
@@ -104,7 +94,7 @@ def check_schema(schema: object, dialect: str) -> str | None:
     return schema
 
 
-def _open_backend(
+def open_backend(
     url: DatabaseURL, lock_timeout: float, pool_size: int = 1, schema: str | None = None
 ) -> Backend:
     if url.dialect == "sqlite":
@@ -173,10 +163,9 @@ class Transaction:
         self._store.save_checkpoint(name, position, expected)
 
 
-class Store:
-    """An event store on one database. Threads may share a Store: on PostgreSQL each
-    operation and each transaction gets a connection of its own from a pool; on SQLite
-    operations take turns on one connection. A transaction belongs to its thread."""
+class Settings:
+    """What a Store and an AsyncStore are opened with, checked: everything but the
+    connection."""
 
     def __init__(
         self,
@@ -201,16 +190,47 @@ class Store:
                 f"lock_timeout must be a number of seconds above 0 and at most 86400, not "
                 f"{lock_timeout!r}"
             )
-        _check_int(pool_size, "pool_size", 1)
+        check_int(pool_size, "pool_size", 1)
+        self.pool_size = pool_size
         self.url = url
         self.dialect = url.dialect
         self.lock_timeout = float(lock_timeout)
         self.migrations_dir = (
             Path(migrations_dir) if migrations_dir is not None else default_dir(url.dialect)
         )
-        self._backend: Backend | None = _open_backend(
-            url, self.lock_timeout, pool_size, self.schema
+        self._setup()
+
+    def _setup(self) -> None:
+        """What a subclass does once the settings hold (Store: open the backend)."""
+
+    def _with_migrator(self, connection: Any, work: Callable[[Migrator], T]) -> T:
+        """Run `work` with a yoyo migrator for this store; `connection` is the in-memory
+        database's only connection, which the migrations must use (None otherwise)."""
+        folders = [self.migrations_dir]
+        if self.app_migrations_dir is not None:
+            folders.append(self.app_migrations_dir)
+        shared = connection if self.url.is_memory else None
+        migrator = Migrator(self.url, folders, sqlite_connection=shared, schema=self.schema)
+        try:
+            return work(migrator)
+        finally:
+            migrator.close()
+
+
+class Store(Settings):
+    """An event store on one database. Threads may share a Store: on PostgreSQL each
+    operation and each transaction gets a connection of its own from a pool; on SQLite
+    operations take turns on one connection. A transaction belongs to its thread.
+
+    Each method checks its arguments and runs a plan of evstore.plans, the logic it shares
+    with evstore.aio.AsyncStore."""
+
+    def _setup(self) -> None:
+        self._backend: Backend | None = open_backend(
+            self.url, self.lock_timeout, self.pool_size, self.schema
         )
+        self._q = self._backend.queries  # type: ignore[attr-defined]
+        self._driver = Driver(self, self._backend)  # holds no state of a call: shared
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -238,48 +258,31 @@ class Store:
             raise StoreClosed()
         return self._backend
 
+    def _run(self, plan: Plan[T]) -> T:
+        self._live()
+        return self._driver.run(plan)
+
     # -- migrations --------------------------------------------------------------------------
 
-    def _migrator(self) -> Migrator:
-        backend = self._live()
-        shared = getattr(backend, "conn", None) if self.url.is_memory else None
-        folders = [self.migrations_dir]
-        if self.app_migrations_dir is not None:
-            folders.append(self.app_migrations_dir)
-        return Migrator(self.url, folders, sqlite_connection=shared, schema=self.schema)
+    def _migrate(self, work: Callable[[Migrator], T]) -> T:
+        return self._with_migrator(getattr(self._live(), "conn", None), work)
 
     def migrate(self, lock_timeout: float = 10) -> list[str]:
         """Apply pending migrations through yoyo; returns the ids applied."""
-        migrator = self._migrator()
-        try:
-            return migrator.apply(lock_timeout=lock_timeout)
-        finally:
-            migrator.close()
+        return self._migrate(lambda m: m.apply(lock_timeout=lock_timeout))
 
     def rollback(
         self, to: str | None = None, *, count: int | None = None, lock_timeout: float = 10
     ) -> list[str]:
         """Undo the last migration, `count` of them, or every one after `to` ("base": all)."""
-        migrator = self._migrator()
-        try:
-            return migrator.rollback(to=to, count=count, lock_timeout=lock_timeout)
-        finally:
-            migrator.close()
+        return self._migrate(lambda m: m.rollback(to=to, count=count, lock_timeout=lock_timeout))
 
     def status(self) -> list[MigrationState]:
         """Every migration of the folder, applied or pending, with its checksum state."""
-        migrator = self._migrator()
-        try:
-            return migrator.status()
-        finally:
-            migrator.close()
+        return self._migrate(Migrator.status)
 
     def break_lock(self) -> None:
-        migrator = self._migrator()
-        try:
-            migrator.break_lock()
-        finally:
-            migrator.close()
+        self._migrate(Migrator.break_lock)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -299,74 +302,7 @@ class Store:
 
         Appending the same event ids at the same versions again returns the stored records.
         """
-        encoded = encode_events(stream_id, events)
-        expected = check_expected(expected_version)
-        assigned = assigned_versions(events)
-        if assigned is not None:
-            if expected is not ANY:
-                raise InvalidInput(
-                    "the events carry their versions (NewEvent.version), which say what the "
-                    "append expects; leave expected_version at its default, evstore.ANY"
-                )
-            expected = assigned
-        backend = self._live()
-        try:
-            return backend.append(stream_id, encoded, expected)
-        except AppendConflict as conflict:
-            return self._resolve_conflict(backend, stream_id, encoded, expected, conflict)
-
-    def _resolve_conflict(
-        self,
-        backend: Backend,
-        stream_id: str,
-        events: list[EncodedEvent],
-        expected: Expected,
-        conflict: AppendConflict,
-    ) -> list[RecordedEvent]:
-        ids = [e.event_id for e in events]
-        stored = backend.find_events(ids)
-        if not stored:
-            # Nothing of this append is stored, so the conflict was on the stream's version.
-            raise WrongExpectedVersion(stream_id, expected, backend.stream_version(stream_id))
-        by_id = {e.event_id: e for e in stored}
-        retry = [by_id.get(i) for i in ids]
-        changed = [
-            (e, r) for e, r in zip(events, retry, strict=True)
-            if r is not None and r.content_digest is not None and r.content_digest != e.digest
-        ]
-        if changed:
-            raise DuplicateEventId(
-                [e.event_id for e, _ in changed],
-                "stored with other content (type, data or metadata) as "
-                + ", ".join(
-                    f"{e.event_id} (stream {r.stream_id!r}, version {r.version})"
-                    for e, r in changed
-                )
-                + "; a retry must repeat the original events exactly, and a new event needs "
-                "a new id",
-            )
-        if all(r is not None and r.stream_id == stream_id for r in retry):
-            records = [r for r in retry if r is not None]
-            first = records[0].version
-            consecutive = all(r.version == first + k for k, r in enumerate(records))
-            if expected is NO_STREAM or expected == 0:
-                placed = first == 1
-            elif isinstance(expected, int):
-                placed = first == expected + 1
-            elif isinstance(expected, AssignedVersions):
-                placed = first == expected.first
-            else:
-                placed = True
-            if consecutive and placed:
-                return records
-        elsewhere = [
-            f"{e.event_id} (stream {e.stream_id!r}, version {e.version})" for e in stored
-        ]
-        raise DuplicateEventId(
-            [e.event_id for e in stored],
-            "stored as " + ", ".join(elsewhere) + "; a retry must repeat the whole original "
-            "append with the same expected version",
-        )
+        return self._run(plans.append(self._q, stream_id, events, expected_version))
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run SQL with ? placeholders on either dialect (read models, ad-hoc queries)."""
@@ -375,18 +311,17 @@ class Store:
     def run_query(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
         """Run one of evstore's own named statements (sql/queries/<dialect>.sql), for its
         tools: verify, the command line."""
-        return self._live().run(name, params)
+        return self._run(plans.run_query(self._q, name, params))
 
     # -- reading -----------------------------------------------------------------------------
 
     def get_event(self, event_id: str) -> RecordedEvent | None:
         """The event with this id, or None."""
-        found = self._live().find_events([check_event_id(event_id)])
-        return found[0] if found else None
+        return self._run(plans.get_event(self._q, event_id))
 
     def stream_version(self, stream_id: str) -> int | None:
         """The stream's current version, or None when it has no events."""
-        return self._live().stream_version(check_name(stream_id, "stream_id"))
+        return self._run(plans.stream_version(self._q, stream_id))
 
     def read_stream(
         self,
@@ -396,43 +331,26 @@ class Store:
         backwards: bool = False,
     ) -> list[RecordedEvent]:
         """A stream's events, oldest first from `from_version` (default: the first, version 0
-        or 1); backwards=True
-        gives them newest first, down from `from_version` (default: the stream's last event),
-        so read_stream(s, backwards=True, limit=2) is the last two events, newest first."""
-        check_name(stream_id, "stream_id")
-        if from_version is None:
-            from_version = MAX_INT if backwards else 0
-        _check_int(from_version, "from_version", 0)
-        if limit is not None:
-            _check_int(limit, "limit", 0)
-        return self._live().read_stream(stream_id, from_version, limit, backwards)
+        or 1); backwards=True gives them newest first, down from `from_version` (default: the
+        stream's last event), so read_stream(s, backwards=True, limit=2) is the last two
+        events, newest first."""
+        return self._run(plans.read_stream(self._q, stream_id, from_version, limit, backwards))
 
     def read_all(
         self, after: int = 0, limit: int = 1000, types: Sequence[str] | None = None
     ) -> list[RecordedEvent]:
         """Up to `limit` events with position > `after`, in global order."""
-        _check_int(after, "after", 0)
-        _check_int(limit, "limit", 1)
-        if types is not None:
-            if isinstance(types, str):
-                types = [types]
-            types = [check_name(t, "event type") for t in types]
-        return self._live().read_all(after, limit, types)
+        return self._run(plans.read_all(self._q, after, limit, types))
 
     def iter_all(
         self, after: int = 0, types: Sequence[str] | None = None, page_size: int = 1000
     ) -> Iterator[RecordedEvent]:
         """Every event after `after` in global order, read page by page (flat memory)."""
-        while True:
-            page = self.read_all(after, page_size, types)
-            yield from page
-            if len(page) < page_size:
-                return
-            after = page[-1].position
+        yield from Driver(self, self._live()).each(plans.iter_all(self._q, after, types, page_size))
 
     def head_position(self) -> int:
         """The highest committed position, 0 for an empty log."""
-        return self._live().head_position()
+        return self._run(plans.head_position(self._q))
 
     def tail(
         self,
@@ -453,25 +371,17 @@ class Store:
         and resumes after the last event it delivered; after reconnect_attempts failures in a
         row it raises ConnectionFailed naming the position to resume from.
         """
-        _check_int(after, "after", 0)
-        _check_int(page_size, "page_size", 1)
-        _check_int(reconnect_attempts, "reconnect_attempts", 0)
-        if types is not None:
-            listed = [types] if isinstance(types, str) else types
-            types = [check_name(t, "event type") for t in listed]
-        interval = poll_interval if poll_interval is not None else (
-            0.5 if self.dialect == "postgres" else 0.05
-        )
+        stopped = threading.Event()
+        state = plans.tail_state(self.dialect, self.url.is_memory, stopped.is_set, after,
+                                 types, poll_interval, idle_timeout, page_size,
+                                 reconnect_attempts)
         backend = self._live()
-        if self.dialect == "postgres" or not self.url.is_memory:
-            url, timeout, schema = self.url, self.lock_timeout, self.schema
+        url, timeout, schema = self.url, self.lock_timeout, self.schema
 
-            def opener() -> Backend:
-                return _open_backend(url, timeout, 1, schema)
+        def opener() -> Backend:
+            return backend if state.shared else open_backend(url, timeout, 1, schema)
 
-            return Tail(opener, None, after, types, interval, idle_timeout, page_size,
-                        reconnect_attempts)
-        return Tail(None, backend, after, types, interval, idle_timeout, page_size, 0)
+        return Tail(TailDriver(self, opener, stopped), plans.tail(self._q, state), state)
 
     # -- projections -------------------------------------------------------------------------
 
@@ -485,21 +395,7 @@ class Store:
         """Apply every event after the projection's checkpoint, batch by batch. Each batch,
         its writes and the advanced checkpoint commit in one transaction, so effects happen
         exactly once even across crashes. Returns the number of events applied."""
-        name = check_name(projection.name, "projection name")
-        backend = self._live()
-        applied = 0
-        while True:
-            with self.transaction() as tx:
-                position = backend.checkpoint(name, for_update=True)
-                events = backend.read_all(position, batch_size, None)
-                if not events:
-                    return applied
-                for event in events:
-                    projection.apply(tx, event)
-                backend.set_checkpoint(name, events[-1].position)
-            applied += len(events)
-            if progress is not None:
-                progress(len(events))
+        return self._run(plans.run_projection(self._q, projection, batch_size, progress))
 
     def replay(
         self,
@@ -517,122 +413,148 @@ class Store:
         afterwards by run_projection. On SQLite that transaction holds the write lock for the
         whole replay (see README, "Replay"); atomic=False commits batch by batch instead, as
         run_projection does, and leaves a partly built view if it fails."""
-        name = check_name(projection.name, "projection name")
-        _check_int(batch_size, "batch_size", 1)
-        backend = self._live()
-        reset = getattr(projection, "reset", None)
-        if not atomic:
-            with self.transaction() as tx:
-                if reset is not None:
-                    reset(tx)
-                backend.set_checkpoint(name, 0)
-            return self.run_projection(projection, batch_size=batch_size, progress=progress)
-        applied = 0
-        with self.transaction() as tx:
-            if reset is not None:
-                reset(tx)
-            position = 0
-            while True:
-                events = backend.read_all(position, batch_size, None)
-                if not events:
-                    break
-                for event in events:
-                    projection.apply(tx, event)
-                position = events[-1].position
-                applied += len(events)
-                if progress is not None:
-                    progress(len(events))
-            backend.set_checkpoint(name, position)
-        return applied + self.run_projection(
-            projection, batch_size=batch_size, progress=progress
-        )
+        return self._run(plans.replay(self._q, projection, batch_size, progress, atomic))
 
     def checkpoint(self, name: str) -> int:
         """The position a named subscription or projection has processed up to (0 if none)."""
-        return self._live().checkpoint(check_name(name, "subscription name"), for_update=False)
+        return self._run(plans.checkpoint(self._q, name))
 
     def save_checkpoint(self, name: str, position: int, expected: int | None = None) -> None:
         """Record the position a named subscription has processed. With `expected`, a
         compare-and-set: it is saved only if the checkpoint is at `expected` (a missing one
         counts as 0), else CheckpointConflict. Inside store.transaction(), tx.save_checkpoint
         commits with the transaction's appends and writes."""
-        _check_int(position, "position", 0)
-        name = check_name(name, "subscription name")
-        backend = self._live()
-        if expected is None:
-            backend.set_checkpoint(name, position)
-            return
-        _check_int(expected, "expected", 0)
-        if not backend.compare_and_set_checkpoint(name, position, expected):
-            raise CheckpointConflict(name, expected, backend.checkpoint(name, for_update=False))
+        self._run(plans.save_checkpoint(self._q, name, position, expected))
 
     def delete_subscription(self, name: str) -> bool:
         """Soft-delete a subscription (its row keeps deleted_at); True if one was active."""
-        return self._live().delete_checkpoint(check_name(name, "subscription name"))
+        return self._run(plans.delete_subscription(self._q, name))
 
     # -- snapshots ---------------------------------------------------------------------------
 
     def save_snapshot(self, stream_id: str, version: int, state: Any) -> Snapshot:
         """Save the state of a stream as of `version` (which must exist). The state is a
         JSON value, or bytes (stored as {"$bytes": "<base64>"}, loaded as bytes)."""
-        check_name(stream_id, "stream_id")
-        _check_int(version, "version", 1)
-        encoded = encode_json(state_document(state), "snapshot state")
-        backend = self._live()
-        with backend.transaction():
-            current = backend.stream_version(stream_id)
-            if current is None:
-                raise SnapshotError(
-                    f"cannot save a snapshot of stream {stream_id!r}: the stream does not "
-                    "exist; append its events first"
-                )
-            if version > current:
-                raise SnapshotError(
-                    f"cannot save a snapshot of stream {stream_id!r} at version {version}: "
-                    f"the stream is at version {current}; snapshot a version that exists"
-                )
-            return backend.save_snapshot(stream_id, version, encoded)
+        return self._run(plans.save_snapshot(self._q, stream_id, version, state))
 
     def load_snapshot(self, stream_id: str, version: int | None = None) -> Snapshot | None:
         """The stream's latest snapshot, or with `version` its latest at or below that
         version (to rebuild the state as of a version); None if there is none."""
-        check_name(stream_id, "stream_id")
-        if version is not None:
-            _check_int(version, "version", 0)
-        return self._live().load_snapshot(stream_id, version)
+        return self._run(plans.load_snapshot(self._q, stream_id, version))
 
 
-class Tail:
+class Driver:
+    """Runs a plan (evstore.plans) on a sync backend: each request is a call of the
+    backend's method of that name, or a step of the driver's own."""
+
+    def __init__(self, store: Store, backend: Backend, tx: Transaction | None = None) -> None:
+        self.store = store
+        self.backend = backend
+        self.tx = tx
+
+    def run(self, plan: Plan[T]) -> T:
+        done, value = self.advance(plan)
+        assert done, "a plan that returns a result delivered an item"
+        return value  # type: ignore[no-any-return]
+
+    def each(self, plan: plans.Feed) -> Iterator[Any]:
+        """The items the plan delivers, as an iterator."""
+        try:
+            while True:
+                done, item = self.advance(plan)
+                if done:
+                    return
+                yield item
+        finally:
+            plan.close()
+
+    def advance(self, plan: Generator[Request, Any, Any]) -> tuple[bool, Any]:
+        """Run the plan until it ends, (True, its result), or delivers, (False, the item)."""
+        value, error = None, None
+        while True:
+            name, args = plans.next_request(plan, value, error)
+            if name in plans.ENDS:
+                return name == "return", args[0]
+            method = getattr(self if name in self.OWN else self.backend, name)
+            try:
+                value, error = method(*args), None
+            except Exception as e:
+                value, error = None, e
+
+    def transaction(self, plan: Plan[T]) -> T:
+        with self.backend.transaction():
+            return Driver(self.store, self.backend, Transaction(self.store)).run(plan)
+
+    def apply(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self.tx, *args)
+
+    def callback(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
+
+    OWN: ClassVar[frozenset[str]] = frozenset({"transaction", "apply", "callback"})
+
+
+class TailDriver(Driver):
+    """A tail's driver: its backend is opened on first need and reopened after a failure."""
+
+    def __init__(
+        self, store: Store, opener: Callable[[], Backend], stopped: threading.Event
+    ) -> None:
+        self.opener = opener
+        self.stopped = stopped
+        self.current: Backend | None = None
+        super().__init__(store, store._live())  # replaced by the tail's own at "connect"
+
+    def connect(self) -> None:
+        if self.current is None:
+            self.current = self.opener()
+        self.backend = self.current
+
+    def disconnect(self) -> None:
+        if self.current is not None and self.current is not self.store._backend:
+            try:
+                self.current.close()
+            except Exception:  # the connection is already gone; nothing to release
+                pass
+        self.current = None
+
+    def wait(self, seconds: float) -> bool:
+        return self.stopped.wait(seconds)
+
+    OWN = Driver.OWN | {"connect", "disconnect", "wait"}
+
+
+class Following:
+    """What a Tail and an AsyncTail share: their progress, and stop()."""
+
+    def __init__(self, driver: Any, state: plans.TailState) -> None:
+        self._driver = driver
+        self._state = state
+
+    @property
+    def position(self) -> int:
+        """The position of the last event delivered."""
+        return self._state.position
+
+    def stop(self) -> None:
+        self._driver.stopped.set()
+
+
+class Tail(Following):
     """An iterator over committed events; stop() (from any thread) or idle_timeout ends it.
 
     `position` is the position of the last event delivered: a new tail with after=position
     continues exactly where this one stopped."""
 
-    def __init__(
-        self,
-        opener: Callable[[], Backend] | None,
-        shared: Backend | None,
-        after: int,
-        types: Sequence[str] | None,
-        poll_interval: float,
-        idle_timeout: float | None,
-        page_size: int,
-        reconnect_attempts: int,
-    ) -> None:
-        self._opener = opener
-        self._shared = shared
-        self._backend: Backend | None = shared
-        self.position = after
-        self._types = types
-        self._interval = poll_interval
-        self._idle_timeout = idle_timeout
-        self._page_size = page_size
-        self._attempts = reconnect_attempts
-        self._stopped = threading.Event()
-        self._iterator: Generator[RecordedEvent, None, None] = self._run()
+    def __init__(self, driver: TailDriver, plan: plans.Feed, state: plans.TailState) -> None:
+        super().__init__(driver, state)
+        self._iterator = self._run(plan)
 
-    def stop(self) -> None:
-        self._stopped.set()
+    def _run(self, plan: plans.Feed) -> Iterator[RecordedEvent]:
+        try:
+            yield from self._driver.each(plan)
+        finally:
+            self._driver.disconnect()
 
     def __iter__(self) -> Tail:
         return self
@@ -641,91 +563,11 @@ class Tail:
         return next(self._iterator)
 
     def close(self) -> None:
-        self._stopped.set()
-        self._iterator.close()
+        self.stop()
+        self._iterator.close()  # type: ignore[attr-defined]
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _connect(self) -> Backend:
-        if self._backend is None:
-            assert self._opener is not None
-            self._backend = self._opener()
-        return self._backend
-
-    def _disconnect(self) -> None:
-        if self._backend is not None and self._shared is None:
-            try:
-                self._backend.close()
-            except Exception:  # the connection is already gone; nothing to release
-                pass
-            self._backend = None
-
-    def _run(self) -> Generator[RecordedEvent, None, None]:
-        self._failures = 0
-        try:
-            while True:
-                try:
-                    yield from self._follow()
-                    return
-                except ConnectionFailed as error:
-                    self._disconnect()
-                    self._failures += 1
-                    if self._shared is not None or self._failures > self._attempts:
-                        raise ConnectionFailed(
-                            f"the tail lost its connection and could not reconnect after "
-                            f"{self._attempts} attempt(s): {error}. Nothing was skipped: "
-                            f"resume with store.tail(after={self.position})"
-                        ) from error
-                    if self._stopped.wait(min(0.1 * 2 ** (self._failures - 1), 5.0)):
-                        return
-        finally:
-            self._disconnect()
-
-    def _follow(self) -> Generator[RecordedEvent, None, None]:
-        """Deliver events after self.position until stopped or idle. The wake-up source is
-        primed before every read, so a commit between a read and the following wait is seen by
-        the wait; a full page is followed by the next page at once."""
-        backend = self._connect()
-        changes = backend.changes(self._interval)
-        assert isinstance(changes, Generator)
-        try:
-            next(changes)  # LISTEN, or the data_version baseline, before the first read
-            idle_since = time.monotonic()
-            while not self._stopped.is_set():
-                page = backend.read_all(self.position, self._page_size, self._types)
-                self._failures = 0  # connected and reading again
-                if page:
-                    for event in page:
-                        self.position = event.position
-                        yield event
-                        if self._stopped.is_set():
-                            return
-                    idle_since = time.monotonic()
-                    if len(page) == self._page_size:
-                        continue
-                while not next(changes):
-                    if self._stopped.is_set() or self._idle(idle_since):
-                        return
-                if self._idle(idle_since):
-                    return
-        finally:
-            changes.close()
-
-    def _idle(self, since: float) -> bool:
-        return self._idle_timeout is not None and time.monotonic() - since >= self._idle_timeout
-
-
-def _check_int(value: object, what: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{what} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise InvalidInput(f"{what} must be >= {minimum}, not {value}")
-    if value > MAX_INT:
-        raise InvalidInput(
-            f"{what} must be at most 2**63 - 1 ({MAX_INT}), the largest 64-bit integer both "
-            f"dialects store, not {value}"
-        )
