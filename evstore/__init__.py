@@ -4,6 +4,7 @@ append-only event store they define."""
 from evstore.errors import (
     AppendLockTimeout,
     AppendOnlyViolation,
+    CheckpointConflict,
     ChecksumMismatch,
     ConnectionFailed,
     DatabaseError,
@@ -40,6 +41,7 @@ __all__ = [
     "STREAM_EXISTS",
     "AppendLockTimeout",
     "AppendOnlyViolation",
+    "CheckpointConflict",
     "ChecksumMismatch",
     "ConnectionFailed",
     "DatabaseError",

@@ -120,6 +120,18 @@ class AsyncTransaction:
         self._check_task()
         return await self._store.stream_version(stream_id)
 
+    async def checkpoint(self, name: str) -> int:
+        """The named checkpoint as this transaction sees it (0 if none)."""
+        self._check_task()
+        return await self._store.checkpoint(name)
+
+    async def save_checkpoint(
+        self, name: str, position: int, expected: int | None = None
+    ) -> None:
+        """store.save_checkpoint in this transaction: it commits or rolls back with it."""
+        self._check_task()
+        await self._store.save_checkpoint(name, position, expected)
+
 
 class AsyncStore(Settings):
     """An event store on one database, for asyncio. Every method of evstore.Store, as a
@@ -280,8 +292,10 @@ class AsyncStore(Settings):
     async def checkpoint(self, name: str) -> int:
         return await self._run(plans.checkpoint(self._q, name))
 
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        await self._run(plans.save_checkpoint(self._q, name, position))
+    async def save_checkpoint(
+        self, name: str, position: int, expected: int | None = None
+    ) -> None:
+        await self._run(plans.save_checkpoint(self._q, name, position, expected))
 
     async def delete_subscription(self, name: str) -> bool:
         return await self._run(plans.delete_subscription(self._q, name))
@@ -306,8 +320,10 @@ class AsyncStore(Settings):
     async def save_snapshot(self, stream_id: str, version: int, state: Any) -> Snapshot:
         return await self._run(plans.save_snapshot(self._q, stream_id, version, state))
 
-    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        return await self._run(plans.load_snapshot(self._q, stream_id))
+    async def load_snapshot(
+        self, stream_id: str, version: int | None = None
+    ) -> Snapshot | None:
+        return await self._run(plans.load_snapshot(self._q, stream_id, version))
 
 
 async def _settle(result: Any) -> Any:

@@ -120,6 +120,21 @@ class AppendLockTimeout(DatabaseError):
         )
 
 
+class CheckpointConflict(EvstoreError):
+    """A checkpoint was not where the caller expected it; nothing was saved."""
+
+    def __init__(self, name: str, expected: int, actual: int) -> None:
+        self.name = name
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"checkpoint {name!r} is at {actual}, not at the expected {expected} (a missing "
+            "checkpoint counts as 0); another reader moved it first, and nothing was saved. "
+            "Read it again with store.checkpoint(name), redo the work after that position "
+            "and save with the new expected value, or pass expected=None to overwrite it."
+        )
+
+
 class SnapshotError(EvstoreError, ValueError):
     """A snapshot was refused."""
 

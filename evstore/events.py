@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import binascii
 import enum
 import hashlib
 import json
 import re
+from base64 import b64decode, b64encode
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,17 +38,67 @@ ANY = ExpectedVersion.ANY
 NO_STREAM = ExpectedVersion.NO_STREAM
 STREAM_EXISTS = ExpectedVersion.STREAM_EXISTS
 
-Expected = ExpectedVersion | int
+@dataclass(frozen=True, slots=True)
+class AssignedVersions:
+    """What an append whose events carry their own versions (NewEvent.version) expects: the
+    stream's head at `first - 1`; a first version of 0 or 1 may also start a new stream."""
+
+    first: int
+
+    def __str__(self) -> str:
+        return f"version {self.first} for the first event"
+
+
+Expected = ExpectedVersion | int | AssignedVersions
 
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An event to append. A ULID is generated when event_id is None."""
+    """An event to append. A ULID is generated when event_id is None.
+
+    `data` is any JSON value, or bytes: bytes are stored as the document
+    {"$bytes": "<base64>"} and read back as the same bytes. `version`, when given, is the
+    version the event must get (caller-assigned versions): the events of one append give all
+    of them or none, one after the other, and a new stream may start at 0 or 1."""
 
     type: str
     data: Any
     metadata: dict[str, Any] | None = None
     event_id: str | None = None
+    version: int | None = None
+
+
+BYTES_KEY = "$bytes"  # the one key of the document that holds a binary payload
+
+
+def as_document(value: Any) -> Any:
+    """The JSON value evstore stores for `value`: bytes become {"$bytes": "<base64>"}."""
+    if value.__class__ is bytes or value.__class__ is bytearray:
+        return {BYTES_KEY: b64encode(value).decode("ascii")}
+    return value
+
+
+def state_document(state: Any) -> Any:
+    """A snapshot state as the JSON value to store (as_document), refusing a dict that would
+    read back as bytes."""
+    if state.__class__ is dict and BYTES_KEY in state and len(state) == 1:
+        raise InvalidInput(
+            f"snapshot state is a document whose only key is {BYTES_KEY!r}, which evstore "
+            "reserves for binary payloads; pass the bytes themselves, or add another key"
+        )
+    return as_document(state)
+
+
+def from_document(value: Any) -> Any:
+    """The value a stored document stands for: {"$bytes": "<base64>"} is bytes again."""
+    if value.__class__ is dict and len(value) == 1 and BYTES_KEY in value:
+        encoded = value[BYTES_KEY]
+        if encoded.__class__ is str:
+            try:
+                return b64decode(encoded, validate=True)
+            except binascii.Error:
+                return value
+    return value
 
 
 _UNSET: Any = object()
@@ -130,7 +182,8 @@ class RecordedEvent:
         """A record over a row whose data and metadata are already decoded."""
         record = _new(cls)
         record._row = row
-        record._data = row[5]
+        data = row[5]
+        record._data = from_document(data) if data.__class__ is dict else data
         record._metadata = row[6]
         return record
 
@@ -176,8 +229,21 @@ class RecordedEvent:
     def data(self) -> Any:
         data = self._data
         if data is _UNSET:
-            data = self._data = decode_json(self._row[5])
+            data = decode_json(self._row[5])
+            if data.__class__ is dict:
+                data = from_document(data)
+            self._data = data
         return data
+
+    @property
+    def data_json(self) -> str:
+        """The data as the JSON text evstore stored, {"$bytes": ...} for binary data: the
+        row's own text when the record was read as text (SQLite; no decoding at all), else
+        the canonical JSON of the decoded data (PostgreSQL hands jsonb over decoded)."""
+        raw = self._row[5]
+        if raw.__class__ is str and raw is not self._data:  # text, not a decoded JSON string
+            return raw
+        return canonical_json(as_document(self.data))
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -185,13 +251,6 @@ class RecordedEvent:
         if metadata is _UNSET:
             metadata = self._metadata = decode_json(self._row[6])
         return metadata  # type: ignore[no-any-return]
-
-    @property
-    def data_json(self) -> str:
-        """The data as canonical JSON text (see canonical_json): the same on both dialects,
-        and on SQLite the stored text itself, with no decoding."""
-        raw = self._row[5]
-        return raw if raw.__class__ is str and self._data is _UNSET else canonical_json(self.data)
 
     @property
     def metadata_json(self) -> str:
@@ -279,6 +338,10 @@ class Snapshot:
     version: int
     state: Any
     created_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.state.__class__ is dict:  # a binary state, saved as {"$bytes": ...}
+            object.__setattr__(self, "state", from_document(self.state))
 
 
 class EncodedEvent(NamedTuple):
@@ -562,7 +625,7 @@ def chain_link(
 
 def digest_of(event_type: str, data: Any, metadata: Any) -> bytes:
     """The content digest of an event as read back: what `evstore verify` recomputes."""
-    return content_digest(event_type, canonical_json(data), canonical_json(metadata))
+    return content_digest(event_type, canonical_json(as_document(data)), canonical_json(metadata))
 
 
 def check_name(value: object, what: str) -> str:
@@ -633,6 +696,39 @@ def check_expected(expected: object) -> Expected:
     return expected
 
 
+def assigned_versions(events: Sequence[NewEvent]) -> AssignedVersions | None:
+    """The expectation that the events' own versions (NewEvent.version) make, or None when
+    they carry none. All or none must carry one, each one more than the one before."""
+    first = events[0].version if events else None
+    if first is None:
+        if any(e.version is not None for e in events):
+            raise InvalidInput(
+                "events[0] has no version but a later event has one; give every event of "
+                "the append its version, or none"
+            )
+        return None
+    for index, event in enumerate(events):
+        version = event.version
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise InvalidInput(
+                f"events[{index}].version must be an int or None for all events, not "
+                f"{type(version).__name__}"
+            )
+        if version != first + index:
+            raise InvalidInput(
+                f"events[{index}].version is {version}, not {first + index}: the versions of "
+                "one append follow each other without gaps or repeats"
+            )
+    if first < 0:
+        raise InvalidInput(
+            f"events[0].version is {first}; a stream starts at version 0 or 1, so versions "
+            "are 0 or more"
+        )
+    if first + len(events) - 1 > 2**63 - 1:
+        raise InvalidInput("event versions must be at most 2**63 - 1")
+    return AssignedVersions(first)
+
+
 MAX_EVENTS_PER_APPEND = 100_000
 
 
@@ -678,19 +774,28 @@ def encode_events(stream_id: str, events: Sequence[NewEvent]) -> list[EncodedEve
         metadata = event.metadata
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInput(f"events[{index}].metadata must be a dict or None")
+        data = event.data
+        if data.__class__ is bytes or data.__class__ is bytearray:
+            data = as_document(data)
+        elif data.__class__ is dict and BYTES_KEY in data and len(data) == 1:
+            raise InvalidInput(
+                f"events[{index}].data is a document whose only key is {BYTES_KEY!r}, which "
+                "evstore reserves for binary payloads; pass the bytes themselves, or add "
+                "another key"
+            )
         # The common case in one pass: both documents as the C encoder writes them, joined
         # with the type into the digest's input, and a few byte searches that find whatever
         # might need more than that (see _needs_care). Anything they find goes through the
         # descriptive path below, which checks each document and names the problem.
         try:
-            payload_json = _dumps(event.data)
+            payload_json = _dumps(data)
             metadata_json = "{}" if metadata is None else _dumps(metadata)
             blob = _NUL.join((_DIGEST_TAG, event_type, payload_json, metadata_json)).encode()
         except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
             blob = b""
         if not blob or _needs_care(blob):
             payload_json, metadata_json, digest = _encode_carefully(
-                index, event_type, event.data, metadata
+                index, event_type, data, metadata
             )
         else:
             digest = _sha256(blob).digest()

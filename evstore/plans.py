@@ -36,6 +36,7 @@ from evstore.dialects import shared
 from evstore.dialects.base import AppendConflict, Plan, Request, call
 from evstore.dialects.shared import Queries
 from evstore.errors import (
+    CheckpointConflict,
     ConnectionFailed,
     DuplicateEventId,
     InvalidInput,
@@ -43,17 +44,21 @@ from evstore.errors import (
     WrongExpectedVersion,
 )
 from evstore.events import (
+    ANY,
     NO_STREAM,
+    AssignedVersions,
     EncodedEvent,
     Expected,
     NewEvent,
     RecordedEvent,
     Snapshot,
+    assigned_versions,
     check_event_id,
     check_expected,
     check_name,
     encode_events,
     encode_json,
+    state_document,
 )
 
 MAX_INT = 2**63 - 1  # positions, versions and limits are 64-bit signed on both dialects
@@ -103,6 +108,14 @@ def append(
 ) -> Plan[list[RecordedEvent]]:
     encoded = encode_events(stream_id, events)
     expected = check_expected(expected_version)
+    assigned = assigned_versions(events)
+    if assigned is not None:
+        if expected is not ANY:
+            raise InvalidInput(
+                "the events carry their versions (NewEvent.version), which say what the "
+                "append expects; leave expected_version at its default, evstore.ANY"
+            )
+        expected = assigned
     try:
         recorded: list[RecordedEvent] = yield call("append", stream_id, encoded, expected)
     except AppendConflict:
@@ -146,6 +159,8 @@ def resolve_conflict(
             placed = first == 1
         elif isinstance(expected, int):
             placed = first == expected + 1
+        elif isinstance(expected, AssignedVersions):
+            placed = first == expected.first
         else:
             placed = True
         if consecutive and placed:
@@ -177,7 +192,7 @@ def read_stream(
 ) -> Plan[list[RecordedEvent]]:
     check_name(stream_id, "stream_id")
     if from_version is None:
-        from_version = MAX_INT if backwards else 1
+        from_version = MAX_INT if backwards else 0
     check_int(from_version, "from_version", 0)
     if limit is not None:
         check_int(limit, "limit", 0)
@@ -312,9 +327,20 @@ def checkpoint(q: Queries, name: str) -> Plan[int]:
     return (yield from shared.checkpoint(q, check_name(name, "subscription name"), False))
 
 
-def save_checkpoint(q: Queries, name: str, position: int) -> Plan[None]:
+def save_checkpoint(
+    q: Queries, name: str, position: int, expected: int | None = None
+) -> Plan[None]:
+    """Record a checkpoint; with `expected`, a compare-and-set that raises
+    CheckpointConflict unless the checkpoint is at `expected` (a missing one counts as 0)."""
     check_int(position, "position", 0)
-    yield from shared.set_checkpoint(q, check_name(name, "subscription name"), position)
+    name = check_name(name, "subscription name")
+    if expected is None:
+        yield from shared.set_checkpoint(q, name, position)
+        return
+    check_int(expected, "expected", 0)
+    if not (yield from shared.compare_and_set_checkpoint(q, name, position, expected)):
+        actual = yield from shared.checkpoint(q, name, False)
+        raise CheckpointConflict(name, expected, actual)
 
 
 def delete_subscription(q: Queries, name: str) -> Plan[bool]:
@@ -327,7 +353,7 @@ def delete_subscription(q: Queries, name: str) -> Plan[bool]:
 def save_snapshot(q: Queries, stream_id: str, version: int, state: Any) -> Plan[Snapshot]:
     check_name(stream_id, "stream_id")
     check_int(version, "version", 1)
-    encoded = encode_json(state, "snapshot state")
+    encoded = encode_json(state_document(state), "snapshot state")
     saved: Snapshot = yield call("transaction", _save_snapshot(q, stream_id, version, encoded))
     return saved
 
@@ -347,8 +373,13 @@ def _save_snapshot(q: Queries, stream_id: str, version: int, state: str) -> Plan
     return (yield from shared.save_snapshot(q, stream_id, version, state))
 
 
-def load_snapshot(q: Queries, stream_id: str) -> Plan[Snapshot | None]:
-    return (yield from shared.load_snapshot(q, check_name(stream_id, "stream_id")))
+def load_snapshot(
+    q: Queries, stream_id: str, version: int | None = None
+) -> Plan[Snapshot | None]:
+    check_name(stream_id, "stream_id")
+    if version is not None:
+        check_int(version, "version", 0)
+    return (yield from shared.load_snapshot(q, stream_id, version))
 
 
 # -- tails -----------------------------------------------------------------------------------

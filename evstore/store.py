@@ -152,6 +152,16 @@ class Transaction:
         self._check_thread()
         return self._store.stream_version(stream_id)
 
+    def checkpoint(self, name: str) -> int:
+        """The named checkpoint as this transaction sees it (0 if none)."""
+        self._check_thread()
+        return self._store.checkpoint(name)
+
+    def save_checkpoint(self, name: str, position: int, expected: int | None = None) -> None:
+        """store.save_checkpoint in this transaction: it commits or rolls back with it."""
+        self._check_thread()
+        self._store.save_checkpoint(name, position, expected)
+
 
 class Settings:
     """What a Store and an AsyncStore are opened with, checked: everything but the
@@ -323,9 +333,10 @@ class Store(Settings):
         limit: int | None = None,
         backwards: bool = False,
     ) -> list[RecordedEvent]:
-        """A stream's events, oldest first from `from_version` (default 1); backwards=True
-        gives them newest first, down from `from_version` (default: the stream's last event),
-        so read_stream(s, backwards=True, limit=2) is the last two events, newest first."""
+        """A stream's events, oldest first from `from_version` (default: the first, version 0
+        or 1); backwards=True gives them newest first, down from `from_version` (default: the
+        stream's last event), so read_stream(s, backwards=True, limit=2) is the last two
+        events, newest first."""
         return self._run(plans.read_stream(self._q, stream_id, from_version, limit, backwards))
 
     def read_all(
@@ -448,8 +459,12 @@ class Store(Settings):
         """The position a named subscription or projection has processed up to (0 if none)."""
         return self._run(plans.checkpoint(self._q, name))
 
-    def save_checkpoint(self, name: str, position: int) -> None:
-        self._run(plans.save_checkpoint(self._q, name, position))
+    def save_checkpoint(self, name: str, position: int, expected: int | None = None) -> None:
+        """Record the position a named subscription has processed. With `expected`, a
+        compare-and-set: it is saved only if the checkpoint is at `expected` (a missing one
+        counts as 0), else CheckpointConflict. Inside store.transaction(), tx.save_checkpoint
+        commits with the transaction's appends and writes."""
+        self._run(plans.save_checkpoint(self._q, name, position, expected))
 
     def delete_subscription(self, name: str) -> bool:
         """Soft-delete a subscription (its row keeps deleted_at); True if one was active."""
@@ -458,12 +473,14 @@ class Store(Settings):
     # -- snapshots ---------------------------------------------------------------------------
 
     def save_snapshot(self, stream_id: str, version: int, state: Any) -> Snapshot:
-        """Save the state of a stream as of `version` (which must exist)."""
+        """Save the state of a stream as of `version` (which must exist). The state is a
+        JSON value, or bytes (stored as {"$bytes": "<base64>"}, loaded as bytes)."""
         return self._run(plans.save_snapshot(self._q, stream_id, version, state))
 
-    def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        """The stream's latest snapshot, or None."""
-        return self._run(plans.load_snapshot(self._q, stream_id))
+    def load_snapshot(self, stream_id: str, version: int | None = None) -> Snapshot | None:
+        """The stream's latest snapshot, or with `version` its latest at or below that
+        version (to rebuild the state as of a version); None if there is none."""
+        return self._run(plans.load_snapshot(self._q, stream_id, version))
 
 
 class Driver:

@@ -13,6 +13,8 @@ from tests.conftest import scratch_database
 
 pytestmark = pytest.mark.postgres
 
+# NUL is refused on both dialects (jsonb cannot hold it; tested elsewhere): not generated here.
+no_nul = st.characters(exclude_characters="\x00")
 IDS = [f"01ARZ3NDEKTSV4RRFFQ69G5F{i:02d}" for i in range(12)]
 streams = st.sampled_from(["a", "b", "c"])
 expected = st.one_of(
@@ -20,8 +22,8 @@ expected = st.one_of(
     st.integers(0, 4),
 )
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(no_nul, max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(no_nul, max_size=3), inner,
                                                                max_size=3),
     max_leaves=6,
 )
@@ -78,12 +80,12 @@ digest_leaves = (
     st.none() | st.booleans() | st.integers(-(2**70), 2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.sampled_from([1e16, 1.5e300, -0.0, 0.1, 5e-324, -1.5e16, 2.0**63])
-    | st.text(max_size=4) | tricky_text
+    | st.text(no_nul, max_size=4) | tricky_text
 )
 digest_values = st.recursive(
     digest_leaves,
     lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=3) | tricky_text, inner, max_size=3)
+    | st.dictionaries(st.text(no_nul, max_size=3) | tricky_text, inner, max_size=3)
     | st.dictionaries(st.integers(-20, 20), inner, max_size=3)
     | st.dictionaries(st.integers(-3, 3) | st.sampled_from(["a", "é", "10"]), inner,
                       max_size=3),
@@ -91,7 +93,7 @@ digest_values = st.recursive(
 )
 digest_events = st.lists(
     st.tuples(st.sampled_from(["A", "B", "ÄB"]), digest_values,
-              st.one_of(st.none(), st.dictionaries(st.text(max_size=3), digest_values,
+              st.one_of(st.none(), st.dictionaries(st.text(no_nul, max_size=3), digest_values,
                                                    max_size=2))),
     min_size=1, max_size=6,
 )

@@ -628,7 +628,7 @@ def test_verify_reports_a_deleted_event_and_moved_heads(
     assert [(f.kind, f.position) for f in report.findings] == [("chain", 3), ("versions", None)]
     assert report.findings[1] == Finding(
         "versions", "a", None,
-        "stream 'a': versions are not 1..n without gaps (2 events, versions 1 to 3)")
+        "stream 'a': versions are not 1..n (or 0..n) without gaps (2 events, versions 1 to 3)")
     assert "does not follow from the event before it" in report.findings[0].message
     # The owner may move a head forward without any guard; verify sees it.
     store.execute("UPDATE stream SET version = 9 WHERE stream_id = 'b'")

@@ -490,7 +490,7 @@ ROWS = [
      "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 1, '', '{}')"), False),
     (("INSERT INTO event_store (event_id, stream_id, version, event_type, payload) "
      "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 's', 1, 'T', 'not json')"), False),
-    ("INSERT INTO stream (stream_id, version) VALUES ('s', 0)", False),
+    ("INSERT INTO stream (stream_id, version) VALUES ('s', -1)", False),
     ("INSERT INTO stream (stream_id, version) VALUES ('s', 1)", True),
     ("INSERT INTO stream (stream_id, version, metadata) VALUES ('s', 1, '{oops')", False),
     ("INSERT INTO subscription (name, position) VALUES ('', 0)", False),

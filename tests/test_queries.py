@@ -146,6 +146,7 @@ READS: dict[str, tuple[dict[str, Any], str]] = {
     "stream_version": ({"stream_id": "s-42"}, "pk_stream"),
     "head_position": ({}, "pk_event_store"),
     "load_snapshot": ({"stream_id": "s-42"}, "pk_snapshot"),
+    "load_snapshot_at": ({"stream_id": "s-42", "version": 40}, "pk_snapshot"),
     "checkpoint": ({"name": "sub-42"}, "ux_subscription_name_active"),
     "checkpoint_for_update": ({"name": "sub-42"}, "ux_subscription_name_active"),
     "group_leases": ({"group_name": "sub"}, "pk_consumer_group_lease"),

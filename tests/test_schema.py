@@ -48,7 +48,7 @@ def test_event_store_shape(store: evstore.Store) -> None:
     assert uniques == {"uq_event_store_event_id": ("event_id",),
                        "uq_event_store_stream_id_version": ("stream_id", "version")}
     checks = {c.name for c in table.checks}
-    assert {"ck_event_store_event_id_length", "ck_event_store_version_positive",
+    assert {"ck_event_store_event_id_length", "ck_event_store_version_not_negative",
             "ck_event_store_stream_id_length"} <= checks
     expected_types = {"postgres": ("bigint", "jsonb", "timestamp with time zone"),
                       "sqlite": ("INTEGER", "TEXT", "TEXT")}[store.dialect]
@@ -56,7 +56,7 @@ def test_event_store_shape(store: evstore.Store) -> None:
             columns["recorded_at"].type) == expected_types
 
 
-@pytest.mark.parametrize("event_id, version", [(ULID, 0), (ULID[:25], 1)])
+@pytest.mark.parametrize("event_id, version", [(ULID, -1), (ULID[:25], 1)])
 def test_checks_refuse_bad_rows(store: evstore.Store, event_id: str, version: int) -> None:
     with pytest.raises(evstore.DatabaseError):
         insert_event(store, event_id=event_id, version=version)

@@ -26,6 +26,7 @@ from evstore.cli.common import (
     shown,
     whole_number,
 )
+from evstore.events import as_document
 
 
 def _expected(text: str) -> evstore.events.Expected:
@@ -51,8 +52,8 @@ def _json_arg(text: str, what: str) -> Any:
 
 def _event_dict(e: evstore.RecordedEvent) -> dict[str, Any]:
     return {"position": e.position, "stream_id": e.stream_id, "version": e.version,
-            "event_id": e.event_id, "type": e.type, "data": e.data, "metadata": e.metadata,
-            "recorded_at": e.recorded_at.isoformat()}
+            "event_id": e.event_id, "type": e.type, "data": as_document(e.data),
+            "metadata": e.metadata, "recorded_at": e.recorded_at.isoformat()}
 
 
 def cmd_append(args: argparse.Namespace) -> int:
@@ -143,9 +144,10 @@ def cmd_read(args: argparse.Namespace) -> int:
 def _event_line(e: evstore.RecordedEvent, as_json: bool) -> str:
     if as_json:
         return json.dumps(_event_dict(e), sort_keys=True)
-    # json.dumps escapes every control character of the data itself.
+    # json.dumps escapes every control character of the data itself; binary data prints as
+    # the document it is stored as, {"$bytes": "<base64>"}.
     return (f"{e.position} {shown(e.stream_id)}@{e.version} {shown(e.type)} "
-            f"{json.dumps(e.data, sort_keys=True)}")
+            f"{json.dumps(as_document(e.data), sort_keys=True)}")
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

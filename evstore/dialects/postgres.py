@@ -33,6 +33,7 @@ from evstore.dialects.shared import (
     SyncQueries,
     append_kind,
     by_version,
+    expected_head,
     first_line,
     translating,
 )
@@ -328,7 +329,7 @@ def append_params(
     return {
         "stream_id": stream_id,
         "kind": append_kind(expected),
-        "expected": expected if isinstance(expected, int) else None,
+        "expected": expected_head(expected),
         "event_ids": [e.event_id for e in events],
         "event_types": [e.type for e in events],
         "payloads": [e.payload for e in events],

@@ -16,7 +16,15 @@ from typing import Any, Protocol, TypeVar
 
 from evstore.dialects.base import Plan, call
 from evstore.errors import EvstoreError
-from evstore.events import ANY, NO_STREAM, STREAM_EXISTS, Expected, RecordedEvent, Snapshot
+from evstore.events import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AssignedVersions,
+    Expected,
+    RecordedEvent,
+    Snapshot,
+)
 from evstore.urls import Dialect
 
 T = TypeVar("T")
@@ -99,8 +107,15 @@ def save_snapshot(q: Queries, stream_id: str, version: int, state: str) -> Plan[
     return q.saved(stream_id, version, state, rows[0])
 
 
-def load_snapshot(q: Queries, stream_id: str) -> Plan[Snapshot | None]:
-    rows = yield call("rows", q.sql["load_snapshot"], {"stream_id": stream_id})
+def load_snapshot(
+    q: Queries, stream_id: str, version: int | None = None
+) -> Plan[Snapshot | None]:
+    """The stream's latest snapshot, or with `version` its latest at or below that version."""
+    if version is None:
+        rows = yield call("rows", q.sql["load_snapshot"], {"stream_id": stream_id})
+    else:
+        params = {"stream_id": stream_id, "version": version}
+        rows = yield call("rows", q.sql["load_snapshot_at"], params)
     return q.snapshot(rows[0]) if rows else None
 
 
@@ -112,6 +127,14 @@ def checkpoint(q: Queries, name: str, for_update: bool) -> Plan[int]:
 
 def set_checkpoint(q: Queries, name: str, position: int) -> Plan[None]:
     yield call("rows", q.sql["set_checkpoint"], {"name": name, "position": position})
+
+
+def compare_and_set_checkpoint(
+    q: Queries, name: str, position: int, expected: int
+) -> Plan[bool]:
+    """One statement: the checkpoint moves only if it is at `expected` (missing = 0)."""
+    params = {"name": name, "position": position, "expected": expected}
+    return bool((yield call("rows", q.sql["compare_and_set_checkpoint"], params)))
 
 
 def delete_checkpoint(q: Queries, name: str) -> Plan[bool]:
@@ -165,8 +188,8 @@ class SyncQueries:
     def save_snapshot(self, stream_id: str, version: int, state: str) -> Snapshot:
         return drive(self, save_snapshot(self.queries, stream_id, version, state))
 
-    def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        return drive(self, load_snapshot(self.queries, stream_id))
+    def load_snapshot(self, stream_id: str, version: int | None = None) -> Snapshot | None:
+        return drive(self, load_snapshot(self.queries, stream_id, version))
 
     def checkpoint(self, name: str, for_update: bool) -> int:
         return drive(self, checkpoint(self.queries, name, for_update))
@@ -174,20 +197,35 @@ class SyncQueries:
     def set_checkpoint(self, name: str, position: int) -> None:
         drive(self, set_checkpoint(self.queries, name, position))
 
+    def compare_and_set_checkpoint(self, name: str, position: int, expected: int) -> bool:
+        return drive(self, compare_and_set_checkpoint(self.queries, name, position, expected))
+
     def delete_checkpoint(self, name: str) -> bool:
         return drive(self, delete_checkpoint(self.queries, name))
 
 
 def append_kind(expected: Expected) -> str:
-    """How an append checks the stream's version: any, no_stream, exists or exact, the kinds
-    of evstore_append() (migration 0010), which SQLite's head statements mirror."""
+    """How an append checks the stream's version: any, no_stream, exists, exact or assigned,
+    the kinds of evstore_append() (migrations 0010, 0014), which SQLite's head statements
+    mirror."""
     if expected is ANY:
         return "any"
     if expected is NO_STREAM or expected == 0:
         return "no_stream"
     if expected is STREAM_EXISTS:
         return "exists"
+    if isinstance(expected, AssignedVersions):
+        return "assigned"
     return "exact"
+
+
+def expected_head(expected: Expected) -> int | None:
+    """The head version an append expects (p_expected_version of evstore_append()): the
+    exact version, or for assigned versions the first one minus one (-1 or 0: the stream may
+    also be new); None for the other kinds."""
+    if isinstance(expected, AssignedVersions):
+        return expected.first - 1
+    return expected if isinstance(expected, int) else None
 
 
 def by_version(row: Sequence[Any]) -> int:

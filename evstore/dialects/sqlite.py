@@ -21,7 +21,13 @@ from typing import Any
 
 from evstore.dialects.base import AppendConflict, Plan, call
 from evstore.dialects.queries import load
-from evstore.dialects.shared import Queries, SyncQueries, append_kind, translating
+from evstore.dialects.shared import (
+    Queries,
+    SyncQueries,
+    append_kind,
+    expected_head,
+    translating,
+)
 from evstore.errors import (
     AppendLockTimeout,
     AppendOnlyViolation,
@@ -242,24 +248,14 @@ class SQLiteBackend(SyncQueries):
         conn = self.conn
         n = len(events)
         kind = append_kind(expected)
-        head_sql, params_head = _head(kind, expected, stream_id, n)
         self._acquire()
         try:
             end = self._begin()
             try:
-                try:
-                    row = conn.execute(head_sql, params_head).fetchone()
-                    if row is None and kind == "any":
-                        row = conn.execute(_HEAD_NEW, (stream_id, n)).fetchone()
-                except sqlite3.IntegrityError as error:
-                    if "head exists" in str(error):  # NO_STREAM, and the stream exists
-                        raise AppendConflict("version") from error
-                    raise translate(error) from error
-                except sqlite3.Error as error:
-                    raise translate(error) from error
-                if row is None:
+                new_head = _move_head(conn, kind, expected_head(expected), stream_id, n)
+                if new_head is None:
                     raise AppendConflict("version")
-                start = row[0] - n
+                start = new_head - n
                 head = conn.execute(_CHAIN_HEAD).fetchone()
                 chain = head[0] if head is not None else b""
                 # (first position, first version, recorded_at, events) per INSERT statement
@@ -410,12 +406,35 @@ assert _QUERIES["sqlite_head_new"].params == ("stream_id", "count")
 assert _QUERIES["sqlite_head_exact"].params == ("count", "stream_id", "expected")
 
 
-def _head(
-    kind: str, expected: Expected, stream_id: str, n: int
-) -> tuple[str, tuple[Any, ...]]:
-    """The head statement for this kind of expectation (append_kind), with its parameters."""
-    if kind == "any" or kind == "exists":
-        return _HEAD_ANY, (n, stream_id)
-    if kind == "no_stream":
-        return _HEAD_NEW, (stream_id, n)
-    return _HEAD_EXACT, (n, stream_id, expected)
+def _move_head(
+    conn: sqlite3.Connection, kind: str, expected: int | None, stream_id: str, n: int
+) -> int | None:
+    """Move the stream's head for an append of n events, by the statement for this kind of
+    expectation (append_kind); returns the new head, or None when the expectation does not
+    hold. `expected` is expected_head(): the exact version, or for assigned versions the
+    first one minus one, where -1 starts a new stream at 0, and 0 starts one at 1 or goes on
+    from a stream whose only event is version 0."""
+    try:
+        if kind == "any" or kind == "exists":
+            row = conn.execute(_HEAD_ANY, (n, stream_id)).fetchone()
+            if row is None and kind == "any":
+                row = conn.execute(_HEAD_NEW, (stream_id, n)).fetchone()
+        elif kind == "no_stream":
+            row = conn.execute(_HEAD_NEW, (stream_id, n)).fetchone()
+        elif kind == "exact" or (expected is not None and expected >= 1):
+            row = conn.execute(_HEAD_EXACT, (n, stream_id, expected)).fetchone()
+        else:  # assigned, from version 0 or 1: a new head (its version is the last event's)
+            assert expected is not None
+            try:
+                row = conn.execute(_HEAD_NEW, (stream_id, expected + n)).fetchone()
+            except sqlite3.IntegrityError as error:
+                if expected < 0 or "head exists" not in str(error):
+                    raise
+                row = conn.execute(_HEAD_EXACT, (n, stream_id, 0)).fetchone()
+    except sqlite3.IntegrityError as error:
+        if "head exists" in str(error):  # a new stream was expected, and the stream exists
+            return None
+        raise translate(error) from error
+    except sqlite3.Error as error:
+        raise translate(error) from error
+    return None if row is None else int(row[0])

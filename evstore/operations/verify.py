@@ -3,8 +3,9 @@
 Two passes, both with flat memory:
 1. Every event, page by page in position order: its content digest is recomputed from its
    type, data and metadata (events.digest_of) and compared with the stored one.
-2. Per-stream rules, each one query that the database answers from its indexes: versions are
-   1..n with no gap, positions grow with versions, and each stream head equals its last event.
+2. Per-stream rules, each one query that the database answers from its indexes: versions run
+   1..n (or 0..n for a stream that starts at 0) with no gap, positions grow with versions,
+   and each stream head equals its last event.
 Findings are data; the command line prints them and exits 1 when there is any.
 """
 
@@ -126,8 +127,8 @@ def verify(
     _check_chain(store, page_size, report, add)
     for stream_id, count, low, high in store.run_query("verify_version_gaps", limit=limit):
         add(Finding("versions", stream_id, None,
-                    f"stream {stream_id!r}: versions are not 1..n without gaps ({count} "
-                    f"events, versions {low} to {high})"))
+                    f"stream {stream_id!r}: versions are not 1..n (or 0..n) without gaps "
+                    f"({count} events, versions {low} to {high})"))
     order = store.run_query("verify_position_order", limit=limit)
     for stream_id, version, position, previous in order:
         add(Finding("position-order", stream_id, position,

@@ -117,6 +117,14 @@ WHERE stream_id = :stream_id
 ORDER BY version DESC
 LIMIT 1
 
+-- name: load_snapshot_at
+-- A stream's latest snapshot at or below a version.
+SELECT stream_id, version, state, created_at
+FROM snapshot
+WHERE stream_id = :stream_id AND version <= :version
+ORDER BY version DESC
+LIMIT 1
+
 -- name: checkpoint
 -- The position a live subscription has processed (no row: it has not started).
 SELECT position FROM subscription WHERE name = :name AND deleted_at IS NULL
@@ -133,6 +141,16 @@ ON CONFLICT (name) WHERE deleted_at IS NULL
 DO UPDATE SET position = excluded.position
 RETURNING position
 
+-- name: compare_and_set_checkpoint
+-- Move a live subscription from :expected to :position (a missing one counts as 0); no row: it was elsewhere, nothing changed.
+INSERT INTO subscription (name, position)
+SELECT :name::text, :position::bigint
+WHERE :expected::bigint = 0
+   OR EXISTS (SELECT 1 FROM subscription WHERE name = :name::text AND deleted_at IS NULL)
+ON CONFLICT (name) WHERE deleted_at IS NULL
+DO UPDATE SET position = excluded.position WHERE subscription.position = :expected::bigint
+RETURNING position
+
 -- name: delete_checkpoint
 -- Mark a live subscription deleted (the row stays, for the audit trail).
 UPDATE subscription SET deleted_at = now()
@@ -140,11 +158,11 @@ WHERE name = :name AND deleted_at IS NULL
 RETURNING subscription_id
 
 -- name: verify_version_gaps
--- evstore verify: streams whose versions are not 1..n without gaps.
+-- evstore verify: streams whose versions do not run from 0 or 1 without gaps.
 SELECT stream_id, count(*), min(version), max(version)
 FROM event_store
 GROUP BY stream_id
-HAVING min(version) <> 1 OR max(version) <> count(*)
+HAVING min(version) NOT IN (0, 1) OR max(version) - min(version) + 1 <> count(*)
 ORDER BY stream_id
 LIMIT :limit
 
