@@ -159,3 +159,11 @@ class ConfirmationRequired(EvstoreError):
 
 class RefusedRole(InvalidInput):
     """evstore will not grant the event store's privileges to this role."""
+
+
+class CopyRefused(EvstoreError):
+    """evstore copy will not write to this destination; nothing was written."""
+
+
+class CopyMismatch(EvstoreError):
+    """The copy's destination differs from its source, or the source fails its own digests."""
