@@ -34,6 +34,7 @@ from evstore.events import (
     encode_events,
     encode_json,
 )
+from evstore.routing import Routing, in_recovery
 from evstore.schema.migrations import MigrationState, Migrator, default_dir
 from evstore.urls import DatabaseURL, parse_url
 
@@ -49,6 +50,7 @@ class Projection(Protocol):
 
 
 DEFAULT_LOCK_TIMEOUT = 5.0  # seconds an append waits for the append lock
+DEFAULT_READ_WAIT_TIMEOUT = 5.0  # seconds a read waits for the read server to catch up
 MAX_INT = 2**63 - 1  # positions, versions and limits are 64-bit signed on both dialects
 
 
@@ -60,6 +62,8 @@ def connect(
     pool_size: int = 8,
     schema: str | None = None,
     app_migrations_dir: str | Path | Mapping[str, str | Path] | None = None,
+    read_url: str | None = None,
+    read_wait_timeout: float = DEFAULT_READ_WAIT_TIMEOUT,
 ) -> Store:
     """Open a store. The dialect comes from the URL scheme:
     sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:, postgresql://...
@@ -69,7 +73,14 @@ def connect(
     threads sharing this Store use at once. schema: on PostgreSQL, the schema that holds the
     store (and yoyo's tables); without it, the first schema of the URL's search_path.
     app_migrations_dir: the application's own migrations, applied by migrate() after evstore's
-    in the same yoyo run; one folder, or {"postgres": ..., "sqlite": ...} to pick by dialect."""
+    in the same yoyo run; one folder, or {"postgres": ..., "sqlite": ...} to pick by dialect.
+
+    A URL of a PostgreSQL hot standby opens a read-only store: reads and tails work (a tail
+    polls there), every write raises ReadOnlyStore. read_url: on PostgreSQL, a server (a hot
+    standby) that serves this Store's reads and tails while `url` takes its writes; a read that
+    follows this Store's own append waits until the read server has it, at most
+    read_wait_timeout seconds, then raises ReplicaLagTimeout (evstore/routing.py says which
+    operation goes where)."""
     return Store(
         parse_url(url),
         migrations_dir=migrations_dir,
@@ -77,6 +88,8 @@ def connect(
         pool_size=pool_size,
         schema=schema,
         app_migrations_dir=app_migrations_dir,
+        read_url=parse_url(read_url) if read_url is not None else None,
+        read_wait_timeout=read_wait_timeout,
     )
 
 
@@ -173,6 +186,8 @@ class Store:
         pool_size: int = 8,
         schema: str | None = None,
         app_migrations_dir: str | Path | Mapping[str, str | Path] | None = None,
+        read_url: DatabaseURL | None = None,
+        read_wait_timeout: float = DEFAULT_READ_WAIT_TIMEOUT,
     ) -> None:
         self.schema = check_schema(schema, url.dialect)
         if isinstance(app_migrations_dir, Mapping):
@@ -188,7 +203,14 @@ class Store:
                 f"{lock_timeout!r}"
             )
         _check_int(pool_size, "pool_size", 1)
+        _check_seconds(read_wait_timeout, "read_wait_timeout")
+        if read_url is not None and (url.dialect != "postgres" or read_url.dialect != "postgres"):
+            raise InvalidInput(
+                "read_url names a PostgreSQL server (a hot standby) for the reads of a "
+                "PostgreSQL store; a SQLite store reads its own file"
+            )
         self.url = url
+        self.read_url = read_url
         self.dialect = url.dialect
         self.lock_timeout = float(lock_timeout)
         self.migrations_dir = (
@@ -197,11 +219,20 @@ class Store:
         self._backend: Backend | None = _open_backend(
             url, self.lock_timeout, pool_size, self.schema
         )
+        reader = None
+        if read_url is not None:
+            try:
+                reader = _open_backend(read_url, self.lock_timeout, pool_size, self.schema)
+            except BaseException:
+                self._backend.close()
+                raise
+        self._routing: Routing | None = Routing(self._backend, reader, float(read_wait_timeout))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        return f"<evstore.Store {self.url.redacted}>"
+        reads = f" reading from {self.read_url.redacted}" if self.read_url else ""
+        return f"<evstore.Store {self.url.redacted}{reads}>"
 
     def __enter__(self) -> Self:
         return self
@@ -215,6 +246,9 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        if self._routing is not None:
+            self._routing.close()
+            self._routing = None
         if self._backend is not None:
             self._backend.close()
             self._backend = None
@@ -223,6 +257,35 @@ class Store:
         if self._backend is None:
             raise StoreClosed()
         return self._backend
+
+    def _route(self) -> Routing:
+        if self._routing is None:
+            raise StoreClosed()
+        return self._routing
+
+    def _writable(self, operation: str) -> Backend:
+        """The Store's own server for a write; ReadOnlyStore when it is a standby."""
+        return self._route().writable(operation)
+
+    def _readable(self) -> Backend:
+        """The server for a read: the read_url's once it has this Store's own appends."""
+        return self._route().readable()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this Store's server is a hot standby, which refuses every write."""
+        return in_recovery(self._live())
+
+    def wait_for_position(self, position: int, timeout: float | None = None) -> bool:
+        """Wait until the server this Store reads from (its read_url, else its own) shows
+        `position`, at most `timeout` seconds (default: read_wait_timeout). Returns whether it
+        does: a position read on the primary can then be read on the standby."""
+        _check_int(position, "position", 0)
+        routing = self._route()
+        if timeout is None:
+            timeout = routing.read_wait_timeout
+        _check_seconds(timeout, "timeout")
+        return routing.wait_for_position(position, float(timeout))
 
     # -- migrations --------------------------------------------------------------------------
 
@@ -236,6 +299,7 @@ class Store:
 
     def migrate(self, lock_timeout: float = 10) -> list[str]:
         """Apply pending migrations through yoyo; returns the ids applied."""
+        self._writable("migrate")
         migrator = self._migrator()
         try:
             return migrator.apply(lock_timeout=lock_timeout)
@@ -246,6 +310,7 @@ class Store:
         self, to: str | None = None, *, count: int | None = None, lock_timeout: float = 10
     ) -> list[str]:
         """Undo the last migration, `count` of them, or every one after `to` ("base": all)."""
+        self._writable("rollback")
         migrator = self._migrator()
         try:
             return migrator.rollback(to=to, count=count, lock_timeout=lock_timeout)
@@ -261,6 +326,7 @@ class Store:
             migrator.close()
 
     def break_lock(self) -> None:
+        self._writable("break_lock")
         migrator = self._migrator()
         try:
             migrator.break_lock()
@@ -272,7 +338,8 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """`with store.transaction() as tx:` commits on success, rolls back on any error."""
-        with self._live().transaction():
+        routing = self._route()
+        with routing.transaction(), self._writable("a transaction").transaction():
             yield Transaction(self)
 
     def append(
@@ -287,11 +354,13 @@ class Store:
         """
         encoded = encode_events(stream_id, events)
         expected = check_expected(expected_version)
-        backend = self._live()
+        backend = self._writable("append")
         try:
-            return backend.append(stream_id, encoded, expected)
+            recorded = backend.append(stream_id, encoded, expected)
         except AppendConflict as conflict:
-            return self._resolve_conflict(backend, stream_id, encoded, expected, conflict)
+            recorded = self._resolve_conflict(backend, stream_id, encoded, expected, conflict)
+        self._route().appended(recorded)
+        return recorded
 
     def _resolve_conflict(
         self,
@@ -357,12 +426,12 @@ class Store:
 
     def get_event(self, event_id: str) -> RecordedEvent | None:
         """The event with this id, or None."""
-        found = self._live().find_events([check_event_id(event_id)])
+        found = self._readable().find_events([check_event_id(event_id)])
         return found[0] if found else None
 
     def stream_version(self, stream_id: str) -> int | None:
         """The stream's current version, or None when it has no events."""
-        return self._live().stream_version(check_name(stream_id, "stream_id"))
+        return self._readable().stream_version(check_name(stream_id, "stream_id"))
 
     def read_stream(
         self,
@@ -380,7 +449,7 @@ class Store:
         _check_int(from_version, "from_version", 0)
         if limit is not None:
             _check_int(limit, "limit", 0)
-        return self._live().read_stream(stream_id, from_version, limit, backwards)
+        return self._readable().read_stream(stream_id, from_version, limit, backwards)
 
     def read_all(
         self, after: int = 0, limit: int = 1000, types: Sequence[str] | None = None
@@ -392,7 +461,7 @@ class Store:
             if isinstance(types, str):
                 types = [types]
             types = [check_name(t, "event type") for t in types]
-        return self._live().read_all(after, limit, types)
+        return self._readable().read_all(after, limit, types)
 
     def iter_all(
         self, after: int = 0, types: Sequence[str] | None = None, page_size: int = 1000
@@ -407,7 +476,7 @@ class Store:
 
     def head_position(self) -> int:
         """The highest committed position, 0 for an empty log."""
-        return self._live().head_position()
+        return self._readable().head_position()
 
     def tail(
         self,
@@ -434,12 +503,14 @@ class Store:
         if types is not None:
             listed = [types] if isinstance(types, str) else types
             types = [check_name(t, "event type") for t in listed]
-        interval = poll_interval if poll_interval is not None else (
-            0.5 if self.dialect == "postgres" else 0.05
-        )
         backend = self._live()
+        reads = self._route().reader or backend
+        # LISTEN wakes a PostgreSQL tail; SQLite and a standby (no LISTEN there) poll.
+        interval = poll_interval if poll_interval is not None else (
+            0.5 if self.dialect == "postgres" and not in_recovery(reads) else 0.05
+        )
         if self.dialect == "postgres" or not self.url.is_memory:
-            url, timeout, schema = self.url, self.lock_timeout, self.schema
+            url, timeout, schema = self.read_url or self.url, self.lock_timeout, self.schema
 
             def opener() -> Backend:
                 return _open_backend(url, timeout, 1, schema)
@@ -461,7 +532,7 @@ class Store:
         its writes and the advanced checkpoint commit in one transaction, so effects happen
         exactly once even across crashes. Returns the number of events applied."""
         name = check_name(projection.name, "projection name")
-        backend = self._live()
+        backend = self._writable("run_projection")
         applied = 0
         while True:
             with self.transaction() as tx:
@@ -494,7 +565,7 @@ class Store:
         run_projection does, and leaves a partly built view if it fails."""
         name = check_name(projection.name, "projection name")
         _check_int(batch_size, "batch_size", 1)
-        backend = self._live()
+        backend = self._writable("replay")
         reset = getattr(projection, "reset", None)
         if not atomic:
             with self.transaction() as tx:
@@ -528,11 +599,13 @@ class Store:
 
     def save_checkpoint(self, name: str, position: int) -> None:
         _check_int(position, "position", 0)
-        self._live().set_checkpoint(check_name(name, "subscription name"), position)
+        self._writable("save_checkpoint").set_checkpoint(
+            check_name(name, "subscription name"), position)
 
     def delete_subscription(self, name: str) -> bool:
         """Soft-delete a subscription (its row keeps deleted_at); True if one was active."""
-        return self._live().delete_checkpoint(check_name(name, "subscription name"))
+        return self._writable("delete_subscription").delete_checkpoint(
+            check_name(name, "subscription name"))
 
     # -- snapshots ---------------------------------------------------------------------------
 
@@ -541,7 +614,7 @@ class Store:
         check_name(stream_id, "stream_id")
         _check_int(version, "version", 1)
         encoded = encode_json(state, "snapshot state")
-        backend = self._live()
+        backend = self._writable("save_snapshot")
         with backend.transaction():
             current = backend.stream_version(stream_id)
             if current is None:
@@ -558,7 +631,7 @@ class Store:
 
     def load_snapshot(self, stream_id: str) -> Snapshot | None:
         """The stream's latest snapshot, or None."""
-        return self._live().load_snapshot(check_name(stream_id, "stream_id"))
+        return self._readable().load_snapshot(check_name(stream_id, "stream_id"))
 
 
 class Tail:
@@ -676,6 +749,15 @@ class Tail:
 
     def _idle(self, since: float) -> bool:
         return self._idle_timeout is not None and time.monotonic() - since >= self._idle_timeout
+
+
+def _check_seconds(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        0 <= value <= 86400
+    ):
+        raise InvalidInput(
+            f"{what} must be a number of seconds from 0 to 86400, not {value!r}"
+        )
 
 
 def _check_int(value: object, what: str, minimum: int) -> None:

@@ -43,6 +43,7 @@ from evstore.errors import (
     ConnectionFailed,
     DatabaseError,
     EvstoreError,
+    ReadOnlyStore,
 )
 from evstore.events import EncodedEvent, Expected, RecordedEvent, decode_json
 from evstore.events import Snapshot as SnapshotRecord
@@ -77,6 +78,8 @@ def translate(error: psycopg.Error, lock_timeout: float | None = None) -> Evstor
             "WHERE pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted); "
             "a multi-append store.transaction() holds the lock until it commits.",
         )
+    if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
+        return ReadOnlyStore(f"PostgreSQL refused a write: {message}")
     if isinstance(error, psycopg.errors.UndefinedFunction) and "evstore_append" in message:
         return DatabaseError(
             "evstore_append() does not exist in this database: run `evstore migrate` "
@@ -158,9 +161,11 @@ class PostgresBackend(SharedBackend):
         # The first connection; a bad URL fails here, clearly.
         self.conn = open_connection(url, schema)
         self._connect_args = connect_args(url, schema)
-        row = self.conn.execute(SQL["postgres_current_schema"]).fetchone()
+        row = self.conn.execute(SQL["postgres_session"]).fetchone()
         # The schema this store lives in: named, or the first of the URL's search_path.
         self.schema: str | None = row[0] if row else None
+        # A hot standby: it serves reads only, and allows no LISTEN (see changes()).
+        self.in_recovery = bool(row[1]) if row else False
         self._conn_free = threading.Lock()
         self._pool: Any = None
         self._pool_size = pool_size
@@ -346,7 +351,13 @@ class PostgresBackend(SharedBackend):
         yields True at once: the caller reads only after the LISTEN is in place, so a commit
         between its read and its wait is never missed. Afterwards it yields after each NOTIFY
         from the event_store_notify trigger, and at least every poll_interval seconds, so a
-        tail can stop promptly and a lost wake-up costs at most one interval."""
+        tail can stop promptly and a lost wake-up costs at most one interval.
+
+        A hot standby allows no LISTEN: there it polls how far the standby has replayed the
+        primary's WAL, like SQLite's data_version, and yields True when that moved."""
+        if self.in_recovery:
+            yield from self._replay_changes(poll_interval)
+            return
         conn = self.conn
         with translated():
             conn.execute(SQL["postgres_listen"])
@@ -365,3 +376,16 @@ class PostgresBackend(SharedBackend):
                     if ours:
                         break
             yield True
+
+    def _replay_changes(self, poll_interval: float) -> Iterator[bool]:
+        """The standby's changes(): the replay position is read before the caller's first
+        read, so a commit replayed during that read (or between it and the next wait) moves
+        it past the baseline and wakes the next wait."""
+        last = self._rows(SQL["postgres_replay_lsn"])[0][0]
+        yield True
+        while True:
+            time.sleep(poll_interval)
+            current = self._rows(SQL["postgres_replay_lsn"])[0][0]
+            changed = current != last
+            last = current
+            yield changed

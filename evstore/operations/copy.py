@@ -167,6 +167,11 @@ def _destination_marker(dst: End, resume: bool) -> tuple[Any, ...] | None:
     """The destination's copy record when resuming; None for an empty destination, migrated
     here. Anything else is refused before anything is written."""
     where = dst.url.redacted
+    if dst.is_standby():
+        raise CopyRefused(
+            f"{where} is a standby (a PostgreSQL server in recovery), which serves reads only; "
+            "copy into the primary, and the standby receives the copy by replication"
+        )
     if not dst.run("event_store_exists"):
         _migrate(dst)
         return None

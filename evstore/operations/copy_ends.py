@@ -19,8 +19,8 @@ import psycopg
 from psycopg import pq
 from psycopg.adapt import Dumper, Loader
 
-from evstore.events import canonical_json, decode_json
 from evstore.dialects.queries import load
+from evstore.events import canonical_json, decode_json
 from evstore.urls import DatabaseURL, Dialect
 
 # (position, event_id, stream_id, version, event_type, payload, metadata, recorded_at,
@@ -47,6 +47,10 @@ class End(Protocol):
     def close(self) -> None: ...
 
     def run(self, name: str, **params: Any) -> list[tuple[Any, ...]]: ...
+
+    def is_standby(self) -> bool:
+        """Whether the server is a hot standby, which can be copied from but not into."""
+        ...
 
     def consistent_read(self) -> Any:
         """A context in which every read sees the same moment of the database."""
@@ -136,6 +140,9 @@ class PostgresEnd:
             cur.execute(self._sql[name], params)
             return cur.fetchall() if cur.description else []
 
+    def is_standby(self) -> bool:
+        return bool(self.run("postgres_session")[0][1])
+
     @contextmanager
     def _translated(self) -> Iterator[None]:
         from evstore.dialects.postgres import translate
@@ -160,8 +167,8 @@ class PostgresEnd:
     @contextmanager
     def write_transaction(self) -> Iterator[None]:
         with self._translated(), self.conn.transaction():
-            # Lets COPY past event_store_check_insert (0010), and lets GIN entries gather in
-            # bulk; session-wide, and this connection belongs to the copy alone.
+            # Lets COPY past event_store_check_insert (0010); session-wide, and this
+            # connection belongs to the copy alone.
             self.conn.execute(self._sql["postgres_copy_session"])
             yield
 
@@ -217,9 +224,6 @@ class PostgresEnd:
                       ("text", "int8", "jsonb", "timestamptz"), rows)
 
     def finish(self) -> None:
-        # COPY left GIN entries in the pending lists (gin_pending_list_limit above): merge
-        # them now, in bulk, rather than in the first appends' time.
-        self.run("postgres_copy_merge_gin")
         self.run("postgres_copy_continue_positions")
         self.run("postgres_copy_continue_subscription_ids")
 
@@ -258,6 +262,9 @@ class SQLiteEnd:
 
     def close(self) -> None:
         self.conn.close()
+
+    def is_standby(self) -> bool:
+        return False
 
     @contextmanager
     def _translated(self) -> Iterator[None]:

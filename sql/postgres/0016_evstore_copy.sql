@@ -1,6 +1,6 @@
 -- Create evstore_copy, the record `evstore copy` keeps in its destination: which log it copies, up to which position, and whether it has finished, so `evstore copy --resume` continues only the same copy.
 --
--- One row at most (copy_id is always 1): a destination receives one copy.
+-- One row at most (the first copy_id is 1, and only 1 is allowed): a destination receives one copy.
 -- source               where the log came from, its URL without a password (for people).
 -- source_position      the copy is the source as of this position: every event up to it, and
 --                      the stream heads, subscriptions and snapshots of that moment.
@@ -12,7 +12,7 @@
 -- privilege on this table either.
 
 CREATE TABLE evstore_copy (
-    copy_id              bigint      NOT NULL DEFAULT 1,
+    copy_id              bigint      GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME evstore_copy_copy_id_seq),
     source               text        NOT NULL,
     source_position      bigint      NOT NULL,
     source_event_id      text,

@@ -24,6 +24,14 @@ FROM evstore_append(:stream_id::text, :kind::text, :expected::bigint, :event_ids
 -- The schema this connection's unqualified names resolve to (the store's schema).
 SELECT current_schema()
 
+-- name: postgres_session
+-- The store's schema (as postgres_current_schema), and whether the server is a standby in recovery.
+SELECT current_schema(), pg_is_in_recovery()
+
+-- name: postgres_replay_lsn
+-- How far a standby has replayed the primary's WAL; a tail on a standby polls it (no LISTEN there).
+SELECT pg_last_wal_replay_lsn()::text
+
 -- name: postgres_listen
 -- Subscribe this connection to the NOTIFY of event_store_notify (migrations 0007, 0012).
 LISTEN evstore_event_store
@@ -222,7 +230,8 @@ UPDATE evstore_copy SET finished_at = now() WHERE finished_at IS NULL
 
 -- name: copy_head
 -- evstore copy: the newest event's position, id and chain digest (no row for an empty log).
-SELECT position, event_id, chain_digest FROM event_store ORDER BY position DESC LIMIT 1
+SELECT position, event_id, chain_digest FROM event_store
+WHERE position = (SELECT max(position) FROM event_store)
 
 -- name: copy_event_at
 -- evstore copy: the id and chain digest of the event at a position.
@@ -261,19 +270,8 @@ ORDER BY subscription_id
 SELECT stream_id, version, state, created_at FROM snapshot ORDER BY stream_id, version
 
 -- name: postgres_copy_session
--- evstore copy: let this session's COPY past event_store_check_insert (0010); batch GIN entries.
-SELECT set_config('evstore.appending', 'on', false),
-       set_config('gin_pending_list_limit', '64MB', false),
-       set_config('work_mem', '256MB', false)
-
--- name: postgres_copy_merge_gin
--- evstore copy: merge the GIN indexes' pending entries into the indexes, once, at the end.
-SELECT gin_clean_pending_list(i.indexrelid)
-FROM pg_index AS i
-JOIN pg_class AS c ON c.oid = i.indexrelid
-JOIN pg_am AS a ON a.oid = c.relam
-WHERE i.indrelid = 'event_store'::regclass AND a.amname = 'gin'
-ORDER BY c.relname
+-- evstore copy: let this session's COPY into event_store past event_store_check_insert (0010).
+SELECT set_config('evstore.appending', 'on', false)
 
 -- name: postgres_copy_events_in
 -- evstore copy: load events with their positions and digests (binary COPY).

@@ -254,7 +254,8 @@ WHERE finished_at IS NULL
 
 -- name: copy_head
 -- evstore copy: the newest event's position, id and chain digest (no row for an empty log).
-SELECT position, event_id, chain_digest FROM event_store ORDER BY position DESC LIMIT 1
+SELECT position, event_id, chain_digest FROM event_store
+WHERE position = (SELECT max(position) FROM event_store)
 
 -- name: copy_event_at
 -- evstore copy: the id and chain digest of the event at a position.

@@ -1,6 +1,6 @@
 -- Create evstore_copy, the record `evstore copy` keeps in its destination: which log it copies, up to which position, and whether it has finished, so `evstore copy --resume` continues only the same copy.
 --
--- One row at most (copy_id is always 1): a destination receives one copy.
+-- One row at most (the first copy_id is 1, and only 1 is allowed): a destination receives one copy.
 -- source               where the log came from, its URL without a password (for people).
 -- source_position      the copy is the source as of this position: every event up to it, and
 --                      the stream heads, subscriptions and snapshots of that moment.
@@ -17,14 +17,13 @@
 -- during a copy too, as the source holds them.
 
 CREATE TABLE evstore_copy (
-    copy_id              INTEGER NOT NULL DEFAULT 1,
+    copy_id              INTEGER NOT NULL CONSTRAINT pk_evstore_copy PRIMARY KEY AUTOINCREMENT,
     source               TEXT    NOT NULL,
     source_position      INTEGER NOT NULL,
     source_event_id      TEXT,
     source_chain_digest  BLOB,
     started_at           TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     finished_at          TEXT,
-    CONSTRAINT pk_evstore_copy PRIMARY KEY (copy_id),
     CONSTRAINT ck_evstore_copy_one_row CHECK (copy_id = 1),
     CONSTRAINT ck_evstore_copy_source_position_not_negative CHECK (source_position >= 0)
 ) STRICT;
