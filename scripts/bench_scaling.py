@@ -8,7 +8,8 @@ copy      A SQLite file of N events (default 1,000,000 over 1,000 streams, bench
             pgloader (own)       pgloader creating its own tables, then indexes (with `reset
                                  no sequences`: its `reset sequences` fails on event_store,
                                  quoting the column "position" twice).
-          Then evstore copy takes the PostgreSQL copy back into a new SQLite file. For each:
+          --reps N repeats the three in turn and reports each run and the median. The first
+          repetition also copies evstore's PostgreSQL copy back into a new SQLite file. For each:
           wall time, events/s, the child's peak memory, and whether the destination's next
           append gets the next position. --verify-destinations also runs `evstore verify` on
           the evstore and pgloader (evstore) destinations.
@@ -19,6 +20,13 @@ replicas  A throwaway primary and a hot standby (tests/pg_replicas.py, fsync off
           latency from the writer's commit to the tail (p50, p99, max), whether each tail got
           every committed event once and in order, and the latency of a read that follows the
           Store's own append on connect(primary, read_url=standby).
+
+partitions  What declarative partitioning by position range would cost, on generated rows of
+          event_store's shape: N rows into the table as it is and into one partitioned by
+          position into P ranges (bulk INSERT), then the reads evstore makes: an event by its
+          id (a global unique index, against one index per partition that every lookup must
+          probe), a page of the log after a position (pruned to one partition), a stream's
+          events. Also shows that PostgreSQL refuses UNIQUE (event_id) on the partitioned table.
 
   python scripts/bench_scaling.py --pg postgresql://postgres@127.0.0.1:5432/postgres
   python scripts/bench_scaling.py --only replicas --seconds 10
@@ -34,6 +42,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -188,69 +197,88 @@ PGLOADER_OWN = """LOAD DATABASE
 
 
 def run_copy(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Each repetition runs the three loads into PostgreSQL one after the other, so the
+    machine's other work falls on all of them alike; the first repetition also copies back
+    to SQLite and, with --verify-destinations, verifies."""
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     source = Path(args.source) if args.source else workdir / f"source-{args.events}.db"
     source_file(source, args.events, args.streams)
-    source_url = f"sqlite:///{source}"
-    evstore_cmd = [sys.executable, "-m", "evstore"]
-    rows: list[dict[str, Any]] = []
-
-    def record(name: str, seconds: float, rss: int, destination: str | None,
-               note: str = "") -> None:
-        row = {"system": name, "seconds": round(seconds, 1),
-               "events_per_s": round(args.events / seconds), "peak_rss_mib": rss,
-               "next_append": next_append(destination) if destination else "-", "note": note}
-        if args.verify_destinations and destination:
-            code, took = verify(destination)
-            row["verify"] = f"exit {code} in {took:.0f}s"
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-
     pgloader = shutil.which("pgloader")
-    with scratch(args.pg, "copy") as ours:
-        seconds, rss, out = timed([*evstore_cmd, "copy", source_url, ours])
-        record("evstore copy sqlite->postgres", seconds, rss, None, out.strip().splitlines()[0])
-        back = workdir / f"back-{uuid.uuid4().hex[:8]}.db"
-        try:
-            seconds, rss, out = timed([*evstore_cmd, "copy", ours, f"sqlite:///{back}"])
-            record("evstore copy postgres->sqlite", seconds, rss, f"sqlite:///{back}")
-        finally:
-            for leftover in workdir.glob(back.name + "*"):
-                leftover.unlink()
-        record_after = rows[0]
-        record_after["next_append"] = next_append(ours)
-        if args.verify_destinations:
-            code, took = verify(ours)
-            record_after["verify"] = f"exit {code} in {took:.0f}s"
     if pgloader is None:
         results["copy_note"] = "pgloader is not installed (apt-get install pgloader)"
-    else:
-        with scratch(args.pg, "pgloader") as theirs:
-            with evstore.connect(theirs) as store:
-                store.migrate()
-            database = parse_url(theirs).database or ""
-            with psycopg.connect(parse_url(args.pg).conninfo or "", autocommit=True) as admin:
-                admin.execute(sql.SQL("ALTER DATABASE {} SET evstore.appending = 'on'").format(
-                    sql.Identifier(database)))
-            command = workdir / "pgloader-evstore.load"
-            command.write_text(PGLOADER_EVSTORE.format(source=source,
-                                                       target=pgloader_url(theirs)))
-            seconds, rss, _ = timed([pgloader, str(command)])
-            with psycopg.connect(parse_url(args.pg).conninfo or "", autocommit=True) as admin:
-                admin.execute(sql.SQL("ALTER DATABASE {} RESET evstore.appending").format(
-                    sql.Identifier(database)))
-            record("pgloader into evstore's schema", seconds, rss, theirs,
-                   "data only; indexes and triggers in place, guard off")
-        with scratch(args.pg, "pgloader_own") as theirs:
-            command = workdir / "pgloader-own.load"
-            command.write_text(PGLOADER_OWN.format(source=source, target=pgloader_url(theirs)))
-            seconds, rss, _ = timed([pgloader, str(command)])
-            record("pgloader, its own tables", seconds, rss, None,
-                   "creates tables, then indexes; no evstore schema, no verification; "
-                   "'reset sequences' fails on this schema (column \"\"position\"\" does "
-                   "not exist), so it runs with 'reset no sequences'")
-    results["copy"] = rows
+    rows: list[dict[str, Any]] = []
+    for rep in range(args.reps):
+        first = rep == 0
+        rows.append(_evstore_copy(args, source, workdir, both_ways=first))
+        if pgloader is not None:
+            rows += _pgloader(args, pgloader, source, workdir, verify_it=first)
+    summary: dict[str, Any] = {}
+    for name in dict.fromkeys(r["system"] for r in rows):
+        runs = [r["seconds"] for r in rows if r["system"] == name]
+        summary[name] = {"runs_s": runs, "median_s": statistics.median(runs),
+                         "events_per_s": round(args.events / statistics.median(runs))}
+    results["copy"] = {"runs": rows, "summary": summary}
+    print(json.dumps(summary, indent=2), flush=True)
+
+
+def _record(args: argparse.Namespace, name: str, seconds: float, rss: int,
+            destination: str | None, verify_it: bool, note: str = "") -> dict[str, Any]:
+    row = {"system": name, "seconds": round(seconds, 1),
+           "events_per_s": round(args.events / seconds), "peak_rss_mib": rss,
+           "next_append": next_append(destination) if destination else "-", "note": note}
+    if verify_it and args.verify_destinations and destination:
+        code, took = verify(destination)
+        row["verify"] = f"exit {code} in {took:.0f}s"
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _evstore_copy(args: argparse.Namespace, source: Path, workdir: Path,
+                  both_ways: bool) -> dict[str, Any]:
+    evstore_cmd = [sys.executable, "-m", "evstore"]
+    with scratch(args.pg, "copy") as ours:
+        seconds, rss, out = timed([*evstore_cmd, "copy", f"sqlite:///{source}", ours])
+        summary = out.strip().splitlines()[0]
+        if both_ways:  # before the probe append below changes the store
+            back = workdir / f"back-{uuid.uuid4().hex[:8]}.db"
+            try:
+                took, peak, _ = timed([*evstore_cmd, "copy", ours, f"sqlite:///{back}"])
+                _record(args, "evstore copy postgres->sqlite", took, peak, f"sqlite:///{back}",
+                        True)
+            finally:
+                for leftover in workdir.glob(back.name + "*"):
+                    leftover.unlink()
+        return _record(args, "evstore copy sqlite->postgres", seconds, rss, ours, both_ways,
+                       summary)
+
+
+def _pgloader(args: argparse.Namespace, pgloader: str, source: Path, workdir: Path,
+              verify_it: bool) -> list[dict[str, Any]]:
+    rows = []
+    server = parse_url(args.pg).conninfo or ""
+    with scratch(args.pg, "pgloader") as theirs:
+        with evstore.connect(theirs) as store:
+            store.migrate()
+        database = sql.Identifier(parse_url(theirs).database or "")
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER DATABASE {} SET evstore.appending = 'on'").format(
+                database))
+        command = workdir / "pgloader-evstore.load"
+        command.write_text(PGLOADER_EVSTORE.format(source=source, target=pgloader_url(theirs)))
+        seconds, rss, _ = timed([pgloader, str(command)])
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER DATABASE {} RESET evstore.appending").format(database))
+        rows.append(_record(args, "pgloader into evstore's schema", seconds, rss, theirs,
+                            verify_it, "data only; indexes and triggers in place, guard off"))
+    with scratch(args.pg, "pgloader_own") as theirs:
+        command = workdir / "pgloader-own.load"
+        command.write_text(PGLOADER_OWN.format(source=source, target=pgloader_url(theirs)))
+        seconds, rss, _ = timed([pgloader, str(command)])
+        rows.append(_record(args, "pgloader, its own tables", seconds, rss, None, False,
+                            "creates tables, then indexes; no evstore schema, no "
+                            "verification; 'reset no sequences'"))
+    return rows
 
 
 # -- replicas ---------------------------------------------------------------------------------
@@ -377,17 +405,86 @@ def read_your_writes(primary: str, standby: str, rounds: int = 300) -> dict[str,
     return out
 
 
+# -- partitions -------------------------------------------------------------------------------
+
+PLAIN = """CREATE TABLE log (
+    position bigint PRIMARY KEY, event_id text NOT NULL UNIQUE, stream_id text NOT NULL,
+    version bigint NOT NULL, event_type text NOT NULL, payload jsonb NOT NULL,
+    UNIQUE (stream_id, version))"""
+PARTITIONED = """CREATE TABLE log (
+    position bigint NOT NULL, event_id text NOT NULL, stream_id text NOT NULL,
+    version bigint NOT NULL, event_type text NOT NULL, payload jsonb NOT NULL,
+    PRIMARY KEY (position)) PARTITION BY RANGE (position)"""
+FILL = """INSERT INTO log
+SELECT g, lpad(to_hex(g), 26, '0'), 'order-' || (g % 1000), (g - 1) / 1000 + 1,
+       'OrderPlaced', jsonb_build_object('order_id', g, 'note', 'deliver to the side door')
+FROM generate_series(1, %(n)s) AS g"""
+
+
+def run_partitions(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    n, parts = args.events, args.partitions
+    step = -(-n // parts)
+    rng = random.Random(7)
+    out: dict[str, Any] = {"rows": n, "partitions": parts}
+    for layout in ("plain", "partitioned"):
+        with scratch(args.pg, "partitions") as url, psycopg.connect(
+            parse_url(url).conninfo or "", autocommit=True
+        ) as conn:
+            conn.execute(PLAIN if layout == "plain" else PARTITIONED)
+            if layout == "partitioned":
+                for k in range(parts):
+                    conn.execute(sql.SQL(
+                        "CREATE TABLE {} PARTITION OF log FOR VALUES FROM ({}) TO ({})").format(
+                        sql.Identifier(f"log_{k}"), sql.Literal(k * step + 1),
+                        sql.Literal((k + 1) * step + 1)))
+                try:
+                    conn.execute("ALTER TABLE log ADD UNIQUE (event_id)")
+                except psycopg.Error as e:
+                    out["unique_event_id_on_partitioned"] = str(e).splitlines()[0]
+                conn.execute("CREATE INDEX ON log (event_id)")
+                conn.execute("CREATE INDEX ON log (stream_id, version)")
+            started = time.perf_counter()
+            conn.execute(FILL, {"n": n})
+            conn.execute("VACUUM ANALYZE log")
+            load = time.perf_counter() - started
+            ids = [f"{p:026x}" for p in (rng.randrange(1, n + 1) for _ in range(2000))]
+            by_id = _per_call(conn, "SELECT position FROM log WHERE event_id = %s",
+                              [[i] for i in ids])
+            pages = _per_call(conn, "SELECT * FROM log WHERE position > %s ORDER BY position "
+                              "LIMIT 1000", [[rng.randrange(0, n - 1000)] for _ in range(200)])
+            streams = _per_call(conn, "SELECT * FROM log WHERE stream_id = %s ORDER BY version",
+                                [[f"order-{rng.randrange(1000)}"] for _ in range(50)])
+            out[layout] = {"load_s": round(load, 1), "event_by_id_us": round(by_id, 1),
+                           "page_of_1000_ms": round(pages / 1000, 2),
+                           "stream_read_ms": round(streams / 1000, 2)}
+            print(layout, json.dumps(out[layout]), flush=True)
+    results["partitions"] = out
+
+
+def _per_call(conn: psycopg.Connection[Any], query: str, params: list[list[Any]]) -> float:
+    """Microseconds per execution, over all `params`."""
+    started = time.perf_counter()
+    for p in params:
+        conn.execute(query, p).fetchall()
+    return (time.perf_counter() - started) / len(params) * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pg", default=os.environ.get(
         "EVSTORE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="PostgreSQL server for the copy's scratch databases (evstore_bench_*)")
-    parser.add_argument("--only", choices=("copy", "replicas"), help="run one part only")
+    parser.add_argument("--only", choices=("copy", "replicas", "partitions"),
+                        help="run one part only")
+    parser.add_argument("--partitions", type=int, default=10,
+                        help="position ranges for the partitions part (default 10)")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--source", help="the SQLite source file (kept and reused)")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "evstore-bench"))
+    parser.add_argument("--reps", type=int, default=1,
+                        help="repetitions of the copy part (default 1)")
     parser.add_argument("--verify-destinations", action="store_true",
                         help="also run `evstore verify` on the copies")
     parser.add_argument("--writers", type=int, default=4)
@@ -402,6 +499,8 @@ def main() -> int:
         run_copy(args, results)
     if args.only in (None, "replicas"):
         run_replicas(args, results)
+    if args.only in (None, "partitions"):
+        run_partitions(args, results)
     results["machine"]["load_average_after"] = os.getloadavg()
     print(json.dumps(results, indent=2))
     if args.json:

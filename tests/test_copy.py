@@ -71,6 +71,12 @@ def fill(url: str) -> None:
                          "nested": {"b": [1, {"z": None, "a": True}], "a": "x"}}),
             E("Paid", {}, {"by": "card", "ip": "192.0.2.1"}),
         ])
+        # What COPY's text format must escape: tabs, line breaks and backslashes, in a stream
+        # id, a type and the documents (JSON writes \" and \\ with backslashes).
+        store.append("tab\there\\back\nline\rend", [
+            E("Odd\\Type\t", {"quote": 'say "hi"', "path": "C:\\temp\\x", "nl": "a\nb\tc"},
+              {"\\key": "\\N"}),
+        ])
         with pytest.raises(KeyError), store.transaction() as tx:
             tx.append("rolled-back", [E("T", {}) for _ in range(3)])
             raise KeyError("roll back")
@@ -141,7 +147,7 @@ def test_copy_keeps_everything_and_the_destination_goes_on_appending(
     before = contents(source)
     after = contents(destination)
     assert after == before
-    assert len(after["events"]) == 62 and len(after["subscriptions"]) == 3
+    assert len(after["events"]) == 63 and len(after["subscriptions"]) == 3
     assert [s[5] is None for s in after["subscriptions"]] == [True, False, True]
     # The chain verifies on the destination and ends where the source's does.
     assert chain_head(destination) == chain_head(source)
@@ -363,6 +369,6 @@ def test_a_progress_bar_shows_on_a_terminal(tmp_path: Path) -> None:
     finally:
         os.close(primary)
     assert copy.returncode == 0
-    assert b"copy" in shown and b"62/62" in shown
+    assert b"copy" in shown and b"63/63" in shown
     plain = run("copy", "--resume", source, destination)  # not a terminal: no bar
     assert plain.returncode == 0 and "ev/s" not in plain.stderr

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from typing import Any, TypeVar
 
 from evstore.errors import CopyMismatch, CopyRefused
 from evstore.events import chain_link, content_digest
-from evstore.operations.copy_ends import End, EventRow, KeyRow, open_end
+from evstore.operations.copy_ends import End, EventRow, KeyRow, as_time, open_end
 from evstore.urls import DatabaseURL
 
 BATCH = 20_000  # events per destination transaction
@@ -309,19 +310,19 @@ def _copy_events(
     report: CopyReport,
     progress: Progress,
 ) -> None:
-    """Batch by batch: this thread reads a batch from the source and checks its digests while
-    a writer thread writes the batch before it to the destination, commits it and compares
-    what the destination then holds with what was read."""
+    """Batch by batch, in three threads: this one reads a batch from the source, checks its
+    digests and formats it for the destination; a writer writes and commits the batch before
+    it; a verifier, on a connection of its own, reads each committed batch back and compares
+    it with what was read from the source."""
     after = report.resumed_after or 0
     checked = _Chain(chain)  # the source's chain, as read
     landed = _Chain(chain)  # the destination's chain, as read back
     progress("copy", after, through)
+    back = open_end(dst.url)
 
-    def land(rows: list[EventRow], start: int) -> None:
-        with dst.write_transaction():
-            dst.insert_events(rows)
+    def verify(rows: list[EventRow], start: int) -> None:
         end = rows[-1][0]
-        ours = dst.keys(start, end, len(rows) + 1)
+        ours = back.keys(start, end, len(rows) + 1)
         for key, row in _pairs(iter([_key(r) for r in rows]), iter(ours)):
             _compare(key, row, start, end)
             assert row is not None
@@ -330,23 +331,42 @@ def _copy_events(
         report.events += len(ours)
         progress("copy", end, through)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="evstore-copy") as writer:
-        pending: Future[None] | None = None
-        while after < through:
-            rows = src.events(after, through, batch)
-            if not rows:
-                break
-            _check_source(rows, checked)
-            if pending is not None:
-                pending.result()  # the batch before is in; its errors surface here
-            pending = writer.submit(land, rows, after)
-            after = rows[-1][0]
-        if pending is not None:
-            pending.result()
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="evstore-verify") as verifier, \
+                ThreadPoolExecutor(1, thread_name_prefix="evstore-write") as writer:
+
+            def write(data: Any, rows: list[EventRow], start: int) -> Future[None]:
+                with dst.write_transaction():
+                    dst.insert_encoded(data)
+                return verifier.submit(verify, rows, start)
+
+            writing: Future[Future[None]] | None = None
+            verifying: deque[Future[None]] = deque()
+            while after < through:
+                rows = src.events(after, through, batch)
+                if not rows:
+                    break
+                _check_source(rows, checked)
+                data = dst.encode_events(rows)
+                if writing is not None:
+                    verifying.append(writing.result())  # the batch before is committed
+                # At most two committed batches wait for their comparison (flat memory);
+                # the first difference stops the copy here.
+                while verifying and (verifying[0].done() or len(verifying) > 2):
+                    verifying.popleft().result()
+                writing = writer.submit(write, data, rows, after)
+                after = rows[-1][0]
+            if writing is not None:
+                verifying.append(writing.result())
+            for done in verifying:
+                done.result()
+    finally:
+        back.close()
     report.chain_head = landed.previous or report.chain_head
 
 
 def _key(row: EventRow) -> KeyRow:
+    """An event's keys: what the verification compares."""
     return (row[0], row[1], row[2], row[3], row[4], row[7], row[8], row[9])
 
 
@@ -447,8 +467,8 @@ def _compare(key: KeyRow | None, row: KeyRow | None, after: int, end: int) -> No
             f"positions {after + 1} to {end}: the event at position {present[0]} is missing "
             f"from the {'source' if key is None else 'destination'}"
         )
-    mine = (*row[:6], _bytes(row[6]), _bytes(row[7]))
-    theirs = (*key[:6], _bytes(key[6]), _bytes(key[7]))
+    mine = (*row[:5], as_time(row[5]), _bytes(row[6]), _bytes(row[7]))
+    theirs = (*key[:5], as_time(key[5]), _bytes(key[6]), _bytes(key[7]))
     if mine[0] != theirs[0]:
         first = min(mine[0], theirs[0])
         raise CopyMismatch(

@@ -9,6 +9,7 @@ transaction per batch on SQLite. The statements are the copy_* blocks of sql/que
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,10 +25,13 @@ from evstore.events import canonical_json, decode_json
 from evstore.urls import DatabaseURL, Dialect
 
 # (position, event_id, stream_id, version, event_type, payload, metadata, recorded_at,
-#  content_digest, chain_digest)
-EventRow = tuple[int, str, str, int, str, str, str, datetime, bytes | None, bytes | None]
+#  content_digest, chain_digest). recorded_at is a datetime, or on SQLite the column's
+# ISO-8601 text, kept as text on its way to either dialect (see as_time).
+EventRow = tuple[
+    int, str, str, int, str, str, str, datetime | str, bytes | None, bytes | None
+]
 # The same without payload and metadata: what verification compares.
-KeyRow = tuple[int, str, str, int, str, datetime, bytes | None, bytes | None]
+KeyRow = tuple[int, str, str, int, str, datetime | str, bytes | None, bytes | None]
 # (stream_id, version, metadata, created_at, updated_at)
 StreamRow = tuple[str, int, str | None, datetime, datetime]
 # (subscription_id, name, position, created_at, updated_at, deleted_at)
@@ -68,7 +72,12 @@ class End(Protocol):
 
     def snapshots(self) -> Iterator[SnapshotRow]: ...
 
-    def insert_events(self, rows: Sequence[EventRow]) -> None: ...
+    def encode_events(self, rows: Sequence[EventRow]) -> Any:
+        """The rows as this end's insert takes them; done ahead of the write, on another
+        thread than the one that writes."""
+        ...
+
+    def insert_encoded(self, data: Any) -> None: ...
 
     def insert_streams(self, rows: Iterable[StreamRow]) -> None: ...
 
@@ -89,6 +98,19 @@ def open_end(url: DatabaseURL, lock_timeout: float = 30.0) -> End:
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------
+
+# COPY's text format: backslash, tab, newline and carriage return are escaped; \N is NULL.
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+def _copy_bytes(value: bytes | None) -> str:
+    return "\\N" if value is None else "\\\\x" + value.hex()
+
 
 
 class _CanonicalJsonbLoader(Loader):
@@ -206,10 +228,21 @@ class PostgresEnd:
                 for row in rows:
                     write(row)
 
-    def insert_events(self, rows: Sequence[EventRow]) -> None:
-        self._copy_in("postgres_copy_events_in", (
-            "int8", "text", "text", "int8", "text", "jsonb", "jsonb", "timestamptz", "bytea",
-            "bytea"), rows)
+    def encode_events(self, rows: Sequence[EventRow]) -> bytes:
+        """COPY's text format, one line per event: formatting the rows here, ahead of the
+        write, leaves the writing thread only the sending."""
+        return "".join([
+            f"{p}\t{_copy_text(e)}\t{_copy_text(s)}\t{v}\t{_copy_text(t)}\t{_copy_text(d)}"
+            f"\t{_copy_text(m)}\t{at if at.__class__ is str else at.isoformat()}"  # type: ignore[union-attr]
+            f"\t{_copy_bytes(c)}\t{_copy_bytes(h)}\n"
+            for p, e, s, v, t, d, m, at, c, h in rows
+        ]).encode()
+
+    def insert_encoded(self, data: bytes) -> None:
+        with self._translated(), self.conn.cursor() as cur, cur.copy(
+            self._sql["postgres_copy_events_in"]
+        ) as copy:
+            copy.write(data)
 
     def insert_streams(self, rows: Iterable[StreamRow]) -> None:
         self._copy_in("postgres_copy_streams_in",
@@ -231,6 +264,11 @@ class PostgresEnd:
 # -- SQLite -------------------------------------------------------------------------------------
 
 _parse_time = datetime.fromisoformat  # reads the trailing Z as UTC on Python 3.11+
+
+
+def as_time(value: datetime | str) -> datetime:
+    """recorded_at as a datetime, whichever dialect it was read from."""
+    return value if value.__class__ is datetime else _parse_time(value)  # type: ignore[arg-type]
 
 
 def _time(value: str | None) -> datetime | None:
@@ -298,13 +336,10 @@ class SQLiteEnd:
         return self._transaction("sqlite_begin")
 
     def events(self, after: int, through: int, limit: int) -> list[EventRow]:
-        rows = self.run("copy_read_events", after=after, through=through, limit=limit)
-        return [(p, e, s, v, t, d, m, _parse_time(at), c, h)
-                for p, e, s, v, t, d, m, at, c, h in rows]
+        return self.run("copy_read_events", after=after, through=through, limit=limit)
 
     def keys(self, after: int, through: int, limit: int) -> list[KeyRow]:
-        rows = self.run("copy_read_event_keys", after=after, through=through, limit=limit)
-        return [(p, e, s, v, t, _parse_time(at), c, h) for p, e, s, v, t, at, c, h in rows]
+        return self.run("copy_read_event_keys", after=after, through=through, limit=limit)
 
     def _iterate(self, name: str) -> Iterator[tuple[Any, ...]]:
         with self._translated():
@@ -333,10 +368,12 @@ class SQLiteEnd:
         with self._translated():
             self.conn.executemany(self._positional[name], rows)
 
-    def insert_events(self, rows: Sequence[EventRow]) -> None:
-        self._insert("sqlite_copy_insert_event", (
-            (p, e, s, v, t, d, m, sqlite_time(at), c, h)
-            for p, e, s, v, t, d, m, at, c, h in rows))
+    def encode_events(self, rows: Sequence[EventRow]) -> list[tuple[Any, ...]]:
+        return [(p, e, s, v, t, d, m, at if at.__class__ is str else sqlite_time(at), c, h)  # type: ignore[arg-type]
+                for p, e, s, v, t, d, m, at, c, h in rows]
+
+    def insert_encoded(self, data: list[tuple[Any, ...]]) -> None:
+        self._insert("sqlite_copy_insert_event", data)
 
     def insert_streams(self, rows: Iterable[StreamRow]) -> None:
         self._insert("sqlite_copy_insert_stream", (

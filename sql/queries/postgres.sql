@@ -274,10 +274,10 @@ SELECT stream_id, version, state, created_at FROM snapshot ORDER BY stream_id, v
 SELECT set_config('evstore.appending', 'on', false)
 
 -- name: postgres_copy_events_in
--- evstore copy: load events with their positions and digests (binary COPY).
+-- evstore copy: load events with their positions and digests (COPY's text format).
 COPY event_store (position, event_id, stream_id, version, event_type, payload, metadata,
                   recorded_at, content_digest, chain_digest)
-FROM STDIN (FORMAT BINARY)
+FROM STDIN
 
 -- name: postgres_copy_streams_in
 -- evstore copy: load stream heads (binary COPY).
