@@ -317,73 +317,96 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def run_replicas(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """One cluster; each repetition in a fresh database. Per run and the median of each
+    figure over the runs."""
     from tests.pg_replicas import replicas
 
-    with replicas(standbys=1) as cluster, cluster.database() as (primary, standbys, _):
-        with evstore.connect(primary) as store:
-            store.migrate()
-        cluster.wait_replayed(cluster.standbys[0])
-        committed_q, tails_q = CTX.Queue(), CTX.Queue()
-        tails = [CTX.Process(target=tailer, args=(url, tails_q))
-                 for url in (primary, standbys[0])]
-        for p in tails:
-            p.start()
-        time.sleep(2)  # the tails are connected and waiting
-        lags: list[float] = []
-        stop = threading.Event()
+    runs: list[dict[str, Any]] = []
+    with replicas(standbys=1) as cluster:
+        for _ in range(args.reps):
+            with cluster.database() as (primary, standbys, _):
+                runs.append(_replica_run(args, cluster, primary, standbys[0]))
+    flat = [_flatten(run) for run in runs]
+    results["replicas"] = {
+        "writers": args.writers, "seconds": args.seconds, "runs": runs,
+        "median": {k: statistics.median(f[k] for f in flat) for k in flat[0]},
+    }
+    print(json.dumps(results["replicas"]["median"], indent=2), flush=True)
 
-        def sample() -> None:
-            with psycopg.connect(cluster.primary.url, autocommit=True) as conn:
-                while not stop.wait(0.1):
-                    row = conn.execute("SELECT extract(epoch FROM replay_lag) "
-                                       "FROM pg_stat_replication").fetchone()
-                    if row and row[0] is not None:
-                        lags.append(float(row[0]) * 1000)
 
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        writers = [CTX.Process(target=writer, args=(primary, n, args.seconds, committed_q))
-                   for n in range(args.writers)]
-        for p in writers:
-            p.start()
-        commits = dict(item for _ in writers for item in committed_q.get(timeout=600))
-        with evstore.connect(primary) as store:
-            end = store.append("end", [NewEvent("End", {})])[0]
-        commits[end.event_id] = time.time()
-        got = [tails_q.get(timeout=600) for _ in tails]
-        stop.set()
-        sampler.join()
-        for p in writers + tails:
-            p.join(60)
-        with evstore.connect(primary) as store:
-            everything = [e.position for e in store.iter_all()]
-        delivered: dict[str, Any] = {}
-        for where, events in zip(("primary (LISTEN)", "standby (polls)"), got, strict=True):
-            by_tail = {e[0]: e for e in events}
-            latency = [(at - commits[event_id]) * 1000 for _, event_id, at in by_tail.values()
-                       if event_id in commits]
-            delivered[where] = {
-                "events": len(events),
-                "every_event_once_in_order": [e[0] for e in events] == everything,
-                "latency_ms_p50": round(percentile(latency, 50), 1),
-                "latency_ms_p99": round(percentile(latency, 99), 1),
-                "latency_ms_max": round(max(latency), 1),
-            }
-            print(where, json.dumps(delivered[where]), flush=True)
-        rate = (len(everything) - 1) / args.seconds
-        results["replicas"] = {
-            "writers": args.writers, "seconds": args.seconds,
-            "appended_per_s": round(rate),
-            "replay_lag_ms": {
-                "samples": len(lags),
-                "p50": round(percentile(lags, 50), 1) if lags else None,
-                "p99": round(percentile(lags, 99), 1) if lags else None,
-                "max": round(max(lags), 1) if lags else None,
-            },
-            "tails": delivered,
-            "read_your_writes": read_your_writes(primary, standbys[0]),
+def _flatten(run: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in run.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[prefix + key] = value
+    return out
+
+
+def _replica_run(args: argparse.Namespace, cluster: Any, primary: str,
+                 standby: str) -> dict[str, Any]:
+    with evstore.connect(primary) as store:
+        store.migrate()
+    cluster.wait_replayed(cluster.standbys[0])
+    committed_q, tails_q = CTX.Queue(), CTX.Queue()
+    tails = [CTX.Process(target=tailer, args=(url, tails_q)) for url in (primary, standby)]
+    for p in tails:
+        p.start()
+    time.sleep(2)  # the tails are connected and waiting
+    lags: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        with psycopg.connect(cluster.primary.url, autocommit=True) as conn:
+            while not stop.wait(0.1):
+                row = conn.execute("SELECT extract(epoch FROM replay_lag) "
+                                   "FROM pg_stat_replication").fetchone()
+                if row and row[0] is not None:
+                    lags.append(float(row[0]) * 1000)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    writers = [CTX.Process(target=writer, args=(primary, n, args.seconds, committed_q))
+               for n in range(args.writers)]
+    for p in writers:
+        p.start()
+    commits = dict(item for _ in writers for item in committed_q.get(timeout=600))
+    with evstore.connect(primary) as store:
+        end = store.append("end", [NewEvent("End", {})])[0]
+    commits[end.event_id] = time.time()
+    got = [tails_q.get(timeout=600) for _ in tails]
+    stop.set()
+    sampler.join()
+    for p in writers + tails:
+        p.join(60)
+    with evstore.connect(primary) as store:
+        everything = [e.position for e in store.iter_all()]
+    delivered: dict[str, Any] = {}
+    for where, events in zip(("primary_listen", "standby_polls"), got, strict=True):
+        latency = [(at - commits[event_id]) * 1000 for _, event_id, at in events
+                   if event_id in commits]
+        delivered[where] = {
+            "events": len(events),
+            "every_event_once_in_order": [e[0] for e in events] == everything,
+            "latency_ms_p50": round(percentile(latency, 50), 1),
+            "latency_ms_p99": round(percentile(latency, 99), 1),
+            "latency_ms_max": round(max(latency), 1),
         }
-        print(json.dumps(results["replicas"]["replay_lag_ms"]), flush=True)
+        print(where, json.dumps(delivered[where]), flush=True)
+    run = {
+        "appended_per_s": round((len(everything) - 1) / args.seconds),
+        "replay_lag_ms": {
+            "samples": len(lags),
+            "p50": round(percentile(lags, 50), 1) if lags else 0.0,
+            "p99": round(percentile(lags, 99), 1) if lags else 0.0,
+            "max": round(max(lags), 1) if lags else 0.0,
+        },
+        "tails": delivered,
+        "read_your_writes": read_your_writes(primary, standby),
+    }
+    print(json.dumps(run["replay_lag_ms"]), flush=True)
+    return run
 
 
 def read_your_writes(primary: str, standby: str, rounds: int = 300) -> dict[str, float]:
@@ -407,66 +430,86 @@ def read_your_writes(primary: str, standby: str, rounds: int = 300) -> dict[str,
 
 # -- partitions -------------------------------------------------------------------------------
 
-PLAIN = """CREATE TABLE log (
+PLAIN = """CREATE TABLE log_plain (
     position bigint PRIMARY KEY, event_id text NOT NULL UNIQUE, stream_id text NOT NULL,
     version bigint NOT NULL, event_type text NOT NULL, payload jsonb NOT NULL,
     UNIQUE (stream_id, version))"""
-PARTITIONED = """CREATE TABLE log (
+PARTITIONED = """CREATE TABLE log_part (
     position bigint NOT NULL, event_id text NOT NULL, stream_id text NOT NULL,
     version bigint NOT NULL, event_type text NOT NULL, payload jsonb NOT NULL,
     PRIMARY KEY (position)) PARTITION BY RANGE (position)"""
-FILL = """INSERT INTO log
-SELECT g, lpad(to_hex(g), 26, '0'), 'order-' || (g % 1000), (g - 1) / 1000 + 1,
+FILL = """INSERT INTO {}
+SELECT g, lpad(to_hex(g), 26, '0'), 'order-' || (g %% 1000), (g - 1) / 1000 + 1,
        'OrderPlaced', jsonb_build_object('order_id', g, 'note', 'deliver to the side door')
 FROM generate_series(1, %(n)s) AS g"""
+# Lookups run inside the server, so the figure is the index work and not the round trip.
+BY_ID = """SELECT count(f.position) FROM unnest(%(ids)s::text[]) AS i(id)
+CROSS JOIN LATERAL (SELECT position FROM {} AS l WHERE l.event_id = i.id) AS f"""
+PAGE = "SELECT count(*) FROM (SELECT * FROM {} WHERE position > %(after)s ORDER BY position " \
+       "LIMIT 1000) AS page"
+STREAM = "SELECT count(*) FROM (SELECT * FROM {} WHERE stream_id = %(stream)s " \
+         "ORDER BY version) AS s"
 
 
 def run_partitions(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Both layouts in one database, loaded one after the other and measured alternately,
+    three rounds, medians."""
     n, parts = args.events, args.partitions
     step = -(-n // parts)
     rng = random.Random(7)
     out: dict[str, Any] = {"rows": n, "partitions": parts}
-    for layout in ("plain", "partitioned"):
-        with scratch(args.pg, "partitions") as url, psycopg.connect(
-            parse_url(url).conninfo or "", autocommit=True
-        ) as conn:
-            conn.execute(PLAIN if layout == "plain" else PARTITIONED)
-            if layout == "partitioned":
-                for k in range(parts):
-                    conn.execute(sql.SQL(
-                        "CREATE TABLE {} PARTITION OF log FOR VALUES FROM ({}) TO ({})").format(
-                        sql.Identifier(f"log_{k}"), sql.Literal(k * step + 1),
-                        sql.Literal((k + 1) * step + 1)))
-                try:
-                    conn.execute("ALTER TABLE log ADD UNIQUE (event_id)")
-                except psycopg.Error as e:
-                    out["unique_event_id_on_partitioned"] = str(e).splitlines()[0]
-                conn.execute("CREATE INDEX ON log (event_id)")
-                conn.execute("CREATE INDEX ON log (stream_id, version)")
+    ids = [f"{p:026x}" for p in (rng.randrange(1, n + 1) for _ in range(20_000))]
+    afters = [rng.randrange(0, n - 1000) for _ in range(200)]
+    streams = [f"order-{rng.randrange(1000)}" for _ in range(50)]
+    with scratch(args.pg, "partitions") as url, psycopg.connect(
+        parse_url(url).conninfo or "", autocommit=True
+    ) as conn:
+        conn.execute(PLAIN)
+        conn.execute(PARTITIONED)
+        for k in range(parts):
+            conn.execute(sql.SQL(
+                "CREATE TABLE {} PARTITION OF log_part FOR VALUES FROM ({}) TO ({})").format(
+                sql.Identifier(f"log_part_{k}"), sql.Literal(k * step + 1),
+                sql.Literal((k + 1) * step + 1)))
+        try:
+            conn.execute("ALTER TABLE log_part ADD UNIQUE (event_id)")
+        except psycopg.Error as e:
+            out["unique_event_id_on_partitioned"] = str(e).splitlines()[0]
+        conn.execute("CREATE INDEX ON log_part (event_id)")
+        conn.execute("CREATE INDEX ON log_part (stream_id, version)")
+        loads = {}
+        for table in ("log_plain", "log_part"):
             started = time.perf_counter()
-            conn.execute(FILL, {"n": n})
-            conn.execute("VACUUM ANALYZE log")
-            load = time.perf_counter() - started
-            ids = [f"{p:026x}" for p in (rng.randrange(1, n + 1) for _ in range(2000))]
-            by_id = _per_call(conn, "SELECT position FROM log WHERE event_id = %s",
-                              [[i] for i in ids])
-            pages = _per_call(conn, "SELECT * FROM log WHERE position > %s ORDER BY position "
-                              "LIMIT 1000", [[rng.randrange(0, n - 1000)] for _ in range(200)])
-            streams = _per_call(conn, "SELECT * FROM log WHERE stream_id = %s ORDER BY version",
-                                [[f"order-{rng.randrange(1000)}"] for _ in range(50)])
-            out[layout] = {"load_s": round(load, 1), "event_by_id_us": round(by_id, 1),
-                           "page_of_1000_ms": round(pages / 1000, 2),
-                           "stream_read_ms": round(streams / 1000, 2)}
+            conn.execute(sql.SQL(FILL).format(sql.Identifier(table)), {"n": n})
+            loads[table] = time.perf_counter() - started
+            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
+        figures: dict[str, dict[str, list[float]]] = {t: {} for t in loads}
+        for _ in range(3):
+            for table in loads:
+                name = sql.Identifier(table)
+                took = figures[table]
+                started = time.perf_counter()
+                conn.execute(sql.SQL(BY_ID).format(name), {"ids": ids})
+                took.setdefault("event_by_id_us", []).append(
+                    (time.perf_counter() - started) / len(ids) * 1e6)
+                took.setdefault("page_of_1000_ms", []).append(
+                    _per_call(conn, sql.SQL(PAGE).format(name), "after", afters) / 1000)
+                took.setdefault("stream_read_ms", []).append(
+                    _per_call(conn, sql.SQL(STREAM).format(name), "stream", streams) / 1000)
+        for table, layout in (("log_plain", "plain"), ("log_part", "partitioned")):
+            out[layout] = {"load_s": round(loads[table], 1), **{
+                k: round(statistics.median(v), 2) for k, v in figures[table].items()}}
             print(layout, json.dumps(out[layout]), flush=True)
     results["partitions"] = out
 
 
-def _per_call(conn: psycopg.Connection[Any], query: str, params: list[list[Any]]) -> float:
-    """Microseconds per execution, over all `params`."""
+def _per_call(conn: psycopg.Connection[Any], query: sql.Composed, param: str,
+              values: list[Any]) -> float:
+    """Microseconds per execution, over all `values` (each with its round trip)."""
     started = time.perf_counter()
-    for p in params:
-        conn.execute(query, p).fetchall()
-    return (time.perf_counter() - started) / len(params) * 1e6
+    for value in values:
+        conn.execute(query, {param: value}).fetchall()
+    return (time.perf_counter() - started) / len(values) * 1e6
 
 
 def main() -> int:
@@ -484,7 +527,7 @@ def main() -> int:
     parser.add_argument("--source", help="the SQLite source file (kept and reused)")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "evstore-bench"))
     parser.add_argument("--reps", type=int, default=1,
-                        help="repetitions of the copy part (default 1)")
+                        help="repetitions of the copy and replicas parts (default 1)")
     parser.add_argument("--verify-destinations", action="store_true",
                         help="also run `evstore verify` on the copies")
     parser.add_argument("--writers", type=int, default=4)
