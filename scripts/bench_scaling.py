@@ -16,10 +16,12 @@ copy      A SQLite file of N events (default 1,000,000 over 1,000 streams, bench
 replicas  A throwaway primary and a hot standby (tests/pg_replicas.py, fsync off), W writer
           processes appending batches of 10 to their own streams for S seconds, and one tailing
           process on the primary (LISTEN) and one on the standby (polling its replay position).
-          Reports the standby's replay lag (pg_stat_replication, sampled), the tails' delivery
-          latency from the writer's commit to the tail (p50, p99, max), whether each tail got
-          every committed event once and in order, and the latency of a read that follows the
-          Store's own append on connect(primary, read_url=standby).
+          --pace MS slows the writers, to see the wake-ups themselves rather than a machine
+          that has no CPU to spare. Reports the standby's replay lag (pg_stat_replication,
+          sampled), the tails' delivery latency from the writer's commit to the tail (p50,
+          p99, max), whether each tail got every committed event once and in order, and the
+          latency of a read that follows the Store's own append on
+          connect(primary, read_url=standby).
 
 partitions  What declarative partitioning by position range would cost, on generated rows of
           event_store's shape: N rows into the table as it is and into one partitioned by
@@ -284,9 +286,9 @@ def _pgloader(args: argparse.Namespace, pgloader: str, source: Path, workdir: Pa
 # -- replicas ---------------------------------------------------------------------------------
 
 
-def writer(url: str, n: int, seconds: float, out: Any) -> None:
-    """Append batches of 10 to this writer's own streams; each event id with the wall time
-    at which its append returned (its commit)."""
+def writer(url: str, n: int, seconds: float, pace: float, out: Any) -> None:
+    """Append batches of 10 to this writer's own streams, `pace` seconds apart (0: at full
+    speed); each event id with the wall time at which its append returned (its commit)."""
     rng = random.Random(n)
     committed: list[tuple[str, float]] = []
     with evstore.connect(url) as store:
@@ -297,10 +299,12 @@ def writer(url: str, n: int, seconds: float, out: Any) -> None:
             now = time.time()
             committed += [(e.event_id, now) for e in events]
             k += 1
+            if pace:
+                time.sleep(pace)
     out.put(committed)
 
 
-def tailer(url: str, out: Any) -> None:
+def tailer(name: str, url: str, out: Any) -> None:
     """Follow the log until the End event; each event id with the wall time it arrived."""
     got: list[tuple[int, str, float]] = []
     with evstore.connect(url) as store, store.tail(after=0, idle_timeout=600) as tail:
@@ -308,7 +312,7 @@ def tailer(url: str, out: Any) -> None:
             got.append((event.position, event.event_id, time.time()))
             if event.type == "End":
                 break
-    out.put(got)
+    out.put((name, got))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -328,7 +332,7 @@ def run_replicas(args: argparse.Namespace, results: dict[str, Any]) -> None:
                 runs.append(_replica_run(args, cluster, primary, standbys[0]))
     flat = [_flatten(run) for run in runs]
     results["replicas"] = {
-        "writers": args.writers, "seconds": args.seconds, "runs": runs,
+        "writers": args.writers, "seconds": args.seconds, "pace_ms": args.pace, "runs": runs,
         "median": {k: statistics.median(f[k] for f in flat) for k in flat[0]},
     }
     print(json.dumps(results["replicas"]["median"], indent=2), flush=True)
@@ -350,7 +354,8 @@ def _replica_run(args: argparse.Namespace, cluster: Any, primary: str,
         store.migrate()
     cluster.wait_replayed(cluster.standbys[0])
     committed_q, tails_q = CTX.Queue(), CTX.Queue()
-    tails = [CTX.Process(target=tailer, args=(url, tails_q)) for url in (primary, standby)]
+    tails = [CTX.Process(target=tailer, args=(name, url, tails_q))
+             for name, url in (("primary_listen", primary), ("standby_polls", standby))]
     for p in tails:
         p.start()
     time.sleep(2)  # the tails are connected and waiting
@@ -367,7 +372,8 @@ def _replica_run(args: argparse.Namespace, cluster: Any, primary: str,
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    writers = [CTX.Process(target=writer, args=(primary, n, args.seconds, committed_q))
+    writers = [CTX.Process(target=writer,
+                           args=(primary, n, args.seconds, args.pace / 1000, committed_q))
                for n in range(args.writers)]
     for p in writers:
         p.start()
@@ -375,7 +381,7 @@ def _replica_run(args: argparse.Namespace, cluster: Any, primary: str,
     with evstore.connect(primary) as store:
         end = store.append("end", [NewEvent("End", {})])[0]
     commits[end.event_id] = time.time()
-    got = [tails_q.get(timeout=600) for _ in tails]
+    got = dict(tails_q.get(timeout=600) for _ in tails)  # in the order they finish
     stop.set()
     sampler.join()
     for p in writers + tails:
@@ -383,7 +389,7 @@ def _replica_run(args: argparse.Namespace, cluster: Any, primary: str,
     with evstore.connect(primary) as store:
         everything = [e.position for e in store.iter_all()]
     delivered: dict[str, Any] = {}
-    for where, events in zip(("primary_listen", "standby_polls"), got, strict=True):
+    for where, events in sorted(got.items()):
         latency = [(at - commits[event_id]) * 1000 for _, event_id, at in events
                    if event_id in commits]
         delivered[where] = {
@@ -532,6 +538,9 @@ def main() -> int:
                         help="also run `evstore verify` on the copies")
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--pace", type=float, default=0.0, metavar="MS",
+                        help="replicas: each writer pauses this long between appends (default "
+                             "0, full speed as bench.py's W5)")
     parser.add_argument("--json", metavar="FILE", help="write the results here")
     args = parser.parse_args()
     results: dict[str, Any] = {
