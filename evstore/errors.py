@@ -200,3 +200,25 @@ class ReplicaLagTimeout(EvstoreError):
             "replication on the primary (SELECT * FROM pg_stat_replication), raise "
             "evstore.connect(..., read_wait_timeout=SECONDS), or read from the primary"
         )
+class GroupError(EvstoreError):
+    """A consumer group was misconfigured; nothing was processed."""
+
+
+class MemberOutOfRange(GroupError, InvalidInput):
+    """group_member must be from 0 to group_size - 1."""
+
+
+class MemberClaimed(GroupError):
+    """Another live process holds this member of the consumer group."""
+
+
+class GroupSizeChanged(GroupError):
+    """The consumer group has checkpoints or live members of another size."""
+
+
+class RelayError(EvstoreError):
+    """The relay to NATS JetStream stopped; what it acknowledged is checkpointed."""
+
+
+class RelayMisconfigured(RelayError, InvalidInput):
+    """The relay's settings or its JetStream stream are not usable; nothing was published."""

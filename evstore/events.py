@@ -187,6 +187,22 @@ class RecordedEvent:
         return metadata  # type: ignore[no-any-return]
 
     @property
+    def data_json(self) -> str:
+        """The data as canonical JSON text (see canonical_json): the same on both dialects,
+        and on SQLite the stored text itself, with no decoding."""
+        raw = self._row[5]
+        return raw if raw.__class__ is str and self._data is _UNSET else canonical_json(self.data)
+
+    @property
+    def metadata_json(self) -> str:
+        """The metadata as canonical JSON text, like data_json."""
+        raw = self._row[6]
+        return (
+            raw if raw.__class__ is str and self._metadata is _UNSET
+            else canonical_json(self.metadata)
+        )
+
+    @property
     def recorded_at(self) -> datetime:
         value = self._row[7]
         return value if value.__class__ is datetime else _parse_time(value)

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from evstore.dialects.base import Backend
+from evstore.dialects.shared import Queries
 from evstore.errors import ReadOnlyStore, ReplicaLagTimeout
 from evstore.events import RecordedEvent
 
@@ -132,3 +133,14 @@ class Routing:
                 return False
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.05)
+
+
+def queries_for(backend: Backend) -> Queries:
+    """The backend's statements; on a hot standby, with a tail that polls the replay
+    position instead of LISTENing (a standby allows no LISTEN)."""
+    if in_recovery(backend):
+        from evstore.dialects.postgres import STANDBY_QUERIES
+
+        return STANDBY_QUERIES
+    queries: Queries = backend.queries  # type: ignore[attr-defined]
+    return queries

@@ -4,39 +4,22 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, TypedDict, TypeVar, runtime_checkable
 
-from evstore.dialects.base import AppendConflict, Backend
-from evstore.errors import (
-    ConnectionFailed,
-    DuplicateEventId,
-    InvalidInput,
-    SnapshotError,
-    StoreClosed,
-    WrongExpectedVersion,
-)
-from evstore.events import (
-    ANY,
-    NO_STREAM,
-    EncodedEvent,
-    Expected,
-    NewEvent,
-    RecordedEvent,
-    Snapshot,
-    check_event_id,
-    check_expected,
-    check_name,
-    encode_events,
-    encode_json,
-)
-from evstore.routing import Routing, in_recovery
+from evstore import groups, plans
+from evstore.dialects.base import Backend, Plan, Request
+from evstore.errors import InvalidInput, StoreClosed
+from evstore.events import ANY, Expected, NewEvent, RecordedEvent, Snapshot, check_name
+from evstore.plans import MAX_INT, check_int
+from evstore.routing import Routing, in_recovery, queries_for
 from evstore.schema.migrations import MigrationState, Migrator, default_dir
 from evstore.urls import DatabaseURL, parse_url
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -51,7 +34,18 @@ class Projection(Protocol):
 
 DEFAULT_LOCK_TIMEOUT = 5.0  # seconds an append waits for the append lock
 DEFAULT_READ_WAIT_TIMEOUT = 5.0  # seconds a read waits for the read server to catch up
-MAX_INT = 2**63 - 1  # positions, versions and limits are 64-bit signed on both dialects
+
+
+class Options(TypedDict, total=False):
+    """connect()'s keyword arguments, for evstore.aio.connect to take the same."""
+
+    migrations_dir: str | Path | None
+    lock_timeout: float
+    pool_size: int
+    schema: str | None
+    app_migrations_dir: str | Path | Mapping[str, str | Path] | None
+
+__all__ = ["MAX_INT", "Projection", "Store", "Tail", "Transaction", "connect"]
 
 
 def connect(
@@ -113,7 +107,7 @@ def check_schema(schema: object, dialect: str) -> str | None:
     return schema
 
 
-def _open_backend(
+def open_backend(
     url: DatabaseURL, lock_timeout: float, pool_size: int = 1, schema: str | None = None
 ) -> Backend:
     if url.dialect == "sqlite":
@@ -172,10 +166,9 @@ class Transaction:
         return self._store.stream_version(stream_id)
 
 
-class Store:
-    """An event store on one database. Threads may share a Store: on PostgreSQL each
-    operation and each transaction gets a connection of its own from a pool; on SQLite
-    operations take turns on one connection. A transaction belongs to its thread."""
+class Settings:
+    """What a Store and an AsyncStore are opened with, checked: everything but the
+    connection."""
 
     def __init__(
         self,
@@ -202,31 +195,67 @@ class Store:
                 f"lock_timeout must be a number of seconds above 0 and at most 86400, not "
                 f"{lock_timeout!r}"
             )
-        _check_int(pool_size, "pool_size", 1)
-        _check_seconds(read_wait_timeout, "read_wait_timeout")
+        check_int(pool_size, "pool_size", 1)
+        check_seconds(read_wait_timeout, "read_wait_timeout")
         if read_url is not None and (url.dialect != "postgres" or read_url.dialect != "postgres"):
             raise InvalidInput(
                 "read_url names a PostgreSQL server (a hot standby) for the reads of a "
                 "PostgreSQL store; a SQLite store reads its own file"
             )
+        self.pool_size = pool_size
         self.url = url
         self.read_url = read_url
+        self.read_wait_timeout = float(read_wait_timeout)
         self.dialect = url.dialect
         self.lock_timeout = float(lock_timeout)
         self.migrations_dir = (
             Path(migrations_dir) if migrations_dir is not None else default_dir(url.dialect)
         )
-        self._backend: Backend | None = _open_backend(
-            url, self.lock_timeout, pool_size, self.schema
+        self._setup()
+
+    def _setup(self) -> None:
+        """What a subclass does once the settings hold (Store: open the backend)."""
+
+    def _with_migrator(self, connection: Any, work: Callable[[Migrator], T]) -> T:
+        """Run `work` with a yoyo migrator for this store; `connection` is the in-memory
+        database's only connection, which the migrations must use (None otherwise)."""
+        folders = [self.migrations_dir]
+        if self.app_migrations_dir is not None:
+            folders.append(self.app_migrations_dir)
+        shared = connection if self.url.is_memory else None
+        migrator = Migrator(self.url, folders, sqlite_connection=shared, schema=self.schema)
+        try:
+            return work(migrator)
+        finally:
+            migrator.close()
+
+
+class Store(Settings):
+    """An event store on one database. Threads may share a Store: on PostgreSQL each
+    operation and each transaction gets a connection of its own from a pool; on SQLite
+    operations take turns on one connection. A transaction belongs to its thread.
+
+    Each method checks its arguments and runs a plan of evstore.plans, the logic it shares
+    with evstore.aio.AsyncStore."""
+
+    def _setup(self) -> None:
+        self._backend: Backend | None = open_backend(
+            self.url, self.lock_timeout, self.pool_size, self.schema
         )
         reader = None
-        if read_url is not None:
+        if self.read_url is not None:
             try:
-                reader = _open_backend(read_url, self.lock_timeout, pool_size, self.schema)
+                reader = open_backend(self.read_url, self.lock_timeout, self.pool_size,
+                                      self.schema)
             except BaseException:
                 self._backend.close()
                 raise
-        self._routing: Routing | None = Routing(self._backend, reader, float(read_wait_timeout))
+        # Writes run on the Store's own server, reads on the one Routing picks (evstore.routing).
+        self._routing: Routing | None = Routing(self._backend, reader, self.read_wait_timeout)
+        self._q = queries_for(self._backend)
+        self._driver = Driver(self, self._backend)  # holds no state of a call: shared
+        self._read_driver = Driver(self, reader) if reader is not None else self._driver
+        self._leases: groups.Leases | None = None  # consumer-group members this Store holds
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -250,6 +279,8 @@ class Store:
             self._routing.close()
             self._routing = None
         if self._backend is not None:
+            if self._leases is not None:
+                self._leases.release_all(self._backend)
             self._backend.close()
             self._backend = None
 
@@ -263,13 +294,32 @@ class Store:
             raise StoreClosed()
         return self._routing
 
-    def _writable(self, operation: str) -> Backend:
-        """The Store's own server for a write; ReadOnlyStore when it is a standby."""
-        return self._route().writable(operation)
+    def _run(self, plan: Plan[T]) -> T:
+        self._live()
+        return self._driver.run(plan)
 
-    def _readable(self) -> Backend:
-        """The server for a read: the read_url's once it has this Store's own appends."""
-        return self._route().readable()
+    def _write(self, operation: str, plan: Plan[T]) -> T:
+        """A write plan, on the Store's own server; ReadOnlyStore when it is a standby."""
+        try:
+            self._route().writable(operation)
+        except BaseException:
+            plan.close()
+            raise
+        return self._driver.run(plan)
+
+    def _reading(self) -> Driver:
+        """The driver of the read server: the read_url's once it has this Store's own appends
+        (inside this thread's transaction, the Store's own, which sees what it wrote)."""
+        backend = self._route().readable()
+        return self._driver if backend is self._backend else self._read_driver
+
+    def _read(self, plan: Plan[T]) -> T:
+        try:
+            driver = self._reading()
+        except BaseException:
+            plan.close()
+            raise
+        return driver.run(plan)
 
     @property
     def read_only(self) -> bool:
@@ -280,58 +330,37 @@ class Store:
         """Wait until the server this Store reads from (its read_url, else its own) shows
         `position`, at most `timeout` seconds (default: read_wait_timeout). Returns whether it
         does: a position read on the primary can then be read on the standby."""
-        _check_int(position, "position", 0)
+        check_int(position, "position", 0)
         routing = self._route()
         if timeout is None:
             timeout = routing.read_wait_timeout
-        _check_seconds(timeout, "timeout")
+        check_seconds(timeout, "timeout")
         return routing.wait_for_position(position, float(timeout))
 
     # -- migrations --------------------------------------------------------------------------
 
-    def _migrator(self) -> Migrator:
-        backend = self._live()
-        shared = getattr(backend, "conn", None) if self.url.is_memory else None
-        folders = [self.migrations_dir]
-        if self.app_migrations_dir is not None:
-            folders.append(self.app_migrations_dir)
-        return Migrator(self.url, folders, sqlite_connection=shared, schema=self.schema)
+    def _migrate(self, work: Callable[[Migrator], T]) -> T:
+        return self._with_migrator(getattr(self._live(), "conn", None), work)
 
     def migrate(self, lock_timeout: float = 10) -> list[str]:
         """Apply pending migrations through yoyo; returns the ids applied."""
-        self._writable("migrate")
-        migrator = self._migrator()
-        try:
-            return migrator.apply(lock_timeout=lock_timeout)
-        finally:
-            migrator.close()
+        self._route().writable("migrate")
+        return self._migrate(lambda m: m.apply(lock_timeout=lock_timeout))
 
     def rollback(
         self, to: str | None = None, *, count: int | None = None, lock_timeout: float = 10
     ) -> list[str]:
         """Undo the last migration, `count` of them, or every one after `to` ("base": all)."""
-        self._writable("rollback")
-        migrator = self._migrator()
-        try:
-            return migrator.rollback(to=to, count=count, lock_timeout=lock_timeout)
-        finally:
-            migrator.close()
+        self._route().writable("rollback")
+        return self._migrate(lambda m: m.rollback(to=to, count=count, lock_timeout=lock_timeout))
 
     def status(self) -> list[MigrationState]:
         """Every migration of the folder, applied or pending, with its checksum state."""
-        migrator = self._migrator()
-        try:
-            return migrator.status()
-        finally:
-            migrator.close()
+        return self._migrate(Migrator.status)
 
     def break_lock(self) -> None:
-        self._writable("break_lock")
-        migrator = self._migrator()
-        try:
-            migrator.break_lock()
-        finally:
-            migrator.close()
+        self._route().writable("break_lock")
+        self._migrate(Migrator.break_lock)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -339,7 +368,7 @@ class Store:
     def transaction(self) -> Iterator[Transaction]:
         """`with store.transaction() as tx:` commits on success, rolls back on any error."""
         routing = self._route()
-        with routing.transaction(), self._writable("a transaction").transaction():
+        with routing.transaction(), routing.writable("a transaction").transaction():
             yield Transaction(self)
 
     def append(
@@ -352,66 +381,10 @@ class Store:
 
         Appending the same event ids at the same versions again returns the stored records.
         """
-        encoded = encode_events(stream_id, events)
-        expected = check_expected(expected_version)
-        backend = self._writable("append")
-        try:
-            recorded = backend.append(stream_id, encoded, expected)
-        except AppendConflict as conflict:
-            recorded = self._resolve_conflict(backend, stream_id, encoded, expected, conflict)
+        recorded = self._write("append", plans.append(self._q, stream_id, events,
+                                                     expected_version))
         self._route().appended(recorded)
         return recorded
-
-    def _resolve_conflict(
-        self,
-        backend: Backend,
-        stream_id: str,
-        events: list[EncodedEvent],
-        expected: Expected,
-        conflict: AppendConflict,
-    ) -> list[RecordedEvent]:
-        ids = [e.event_id for e in events]
-        stored = backend.find_events(ids)
-        if not stored:
-            # Nothing of this append is stored, so the conflict was on the stream's version.
-            raise WrongExpectedVersion(stream_id, expected, backend.stream_version(stream_id))
-        by_id = {e.event_id: e for e in stored}
-        retry = [by_id.get(i) for i in ids]
-        changed = [
-            (e, r) for e, r in zip(events, retry, strict=True)
-            if r is not None and r.content_digest is not None and r.content_digest != e.digest
-        ]
-        if changed:
-            raise DuplicateEventId(
-                [e.event_id for e, _ in changed],
-                "stored with other content (type, data or metadata) as "
-                + ", ".join(
-                    f"{e.event_id} (stream {r.stream_id!r}, version {r.version})"
-                    for e, r in changed
-                )
-                + "; a retry must repeat the original events exactly, and a new event needs "
-                "a new id",
-            )
-        if all(r is not None and r.stream_id == stream_id for r in retry):
-            records = [r for r in retry if r is not None]
-            first = records[0].version
-            consecutive = all(r.version == first + k for k, r in enumerate(records))
-            if expected is NO_STREAM or expected == 0:
-                placed = first == 1
-            elif isinstance(expected, int):
-                placed = first == expected + 1
-            else:
-                placed = True
-            if consecutive and placed:
-                return records
-        elsewhere = [
-            f"{e.event_id} (stream {e.stream_id!r}, version {e.version})" for e in stored
-        ]
-        raise DuplicateEventId(
-            [e.event_id for e in stored],
-            "stored as " + ", ".join(elsewhere) + "; a retry must repeat the whole original "
-            "append with the same expected version",
-        )
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run SQL with ? placeholders on either dialect (read models, ad-hoc queries)."""
@@ -420,18 +393,17 @@ class Store:
     def run_query(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
         """Run one of evstore's own named statements (sql/queries/<dialect>.sql), for its
         tools: verify, the command line."""
-        return self._live().run(name, params)
+        return self._run(plans.run_query(self._q, name, params))  # the primary: see routing
 
     # -- reading -----------------------------------------------------------------------------
 
     def get_event(self, event_id: str) -> RecordedEvent | None:
         """The event with this id, or None."""
-        found = self._readable().find_events([check_event_id(event_id)])
-        return found[0] if found else None
+        return self._read(plans.get_event(self._q, event_id))
 
     def stream_version(self, stream_id: str) -> int | None:
         """The stream's current version, or None when it has no events."""
-        return self._readable().stream_version(check_name(stream_id, "stream_id"))
+        return self._read(plans.stream_version(self._q, stream_id))
 
     def read_stream(
         self,
@@ -443,46 +415,31 @@ class Store:
         """A stream's events, oldest first from `from_version` (default 1); backwards=True
         gives them newest first, down from `from_version` (default: the stream's last event),
         so read_stream(s, backwards=True, limit=2) is the last two events, newest first."""
-        check_name(stream_id, "stream_id")
-        if from_version is None:
-            from_version = MAX_INT if backwards else 1
-        _check_int(from_version, "from_version", 0)
-        if limit is not None:
-            _check_int(limit, "limit", 0)
-        return self._readable().read_stream(stream_id, from_version, limit, backwards)
+        return self._read(plans.read_stream(self._q, stream_id, from_version, limit, backwards))
 
     def read_all(
         self, after: int = 0, limit: int = 1000, types: Sequence[str] | None = None
     ) -> list[RecordedEvent]:
         """Up to `limit` events with position > `after`, in global order."""
-        _check_int(after, "after", 0)
-        _check_int(limit, "limit", 1)
-        if types is not None:
-            if isinstance(types, str):
-                types = [types]
-            types = [check_name(t, "event type") for t in types]
-        return self._readable().read_all(after, limit, types)
+        return self._read(plans.read_all(self._q, after, limit, types))
 
     def iter_all(
         self, after: int = 0, types: Sequence[str] | None = None, page_size: int = 1000
     ) -> Iterator[RecordedEvent]:
         """Every event after `after` in global order, read page by page (flat memory)."""
-        while True:
-            page = self.read_all(after, page_size, types)
-            yield from page
-            if len(page) < page_size:
-                return
-            after = page[-1].position
+        yield from self._reading().each(plans.iter_all(self._q, after, types, page_size))
 
     def head_position(self) -> int:
         """The highest committed position, 0 for an empty log."""
-        return self._readable().head_position()
+        return self._read(plans.head_position(self._q))
 
     def tail(
         self,
         after: int = 0,
         types: Sequence[str] | None = None,
         *,
+        group_member: int | None = None,
+        group_size: int | None = None,
         poll_interval: float | None = None,
         idle_timeout: float | None = None,
         page_size: int = 500,
@@ -496,28 +453,29 @@ class Store:
         the connection drops, the tail reconnects with bounded backoff (0.1 s doubling to 5 s)
         and resumes after the last event it delivered; after reconnect_attempts failures in a
         row it raises ConnectionFailed naming the position to resume from.
+
+        group_member=i, group_size=n: only the streams that member i of a group of n owns
+        (evstore.groups); a tail claims no lease, since it keeps no checkpoint.
         """
-        _check_int(after, "after", 0)
-        _check_int(page_size, "page_size", 1)
-        _check_int(reconnect_attempts, "reconnect_attempts", 0)
-        if types is not None:
-            listed = [types] if isinstance(types, str) else types
-            types = [check_name(t, "event type") for t in listed]
+        group = groups.check_member(group_member, group_size)
+        stopped = threading.Event()
         backend = self._live()
         reads = self._route().reader or backend
         # LISTEN wakes a PostgreSQL tail; SQLite and a standby (no LISTEN there) poll.
-        interval = poll_interval if poll_interval is not None else (
-            0.5 if self.dialect == "postgres" and not in_recovery(reads) else 0.05
-        )
-        if self.dialect == "postgres" or not self.url.is_memory:
-            url, timeout, schema = self.read_url or self.url, self.lock_timeout, self.schema
+        if poll_interval is None and in_recovery(reads):
+            poll_interval = 0.05
+        state = plans.tail_state(self.dialect, self.url.is_memory, stopped.is_set, after,
+                                 types, poll_interval, idle_timeout, page_size,
+                                 reconnect_attempts)
+        url, timeout, schema = self.read_url or self.url, self.lock_timeout, self.schema
 
-            def opener() -> Backend:
-                return _open_backend(url, timeout, 1, schema)
+        def opener() -> Backend:
+            return backend if state.shared else open_backend(url, timeout, 1, schema)
 
-            return Tail(opener, None, after, types, interval, idle_timeout, page_size,
-                        reconnect_attempts)
-        return Tail(None, backend, after, types, interval, idle_timeout, page_size, 0)
+        driver, plan = TailDriver(self, opener, stopped), plans.tail(queries_for(reads), state)
+        if group is not None:
+            return MemberTail(driver, plan, state, member=group[0], size=group[1])
+        return Tail(driver, plan, state)
 
     # -- projections -------------------------------------------------------------------------
 
@@ -525,27 +483,27 @@ class Store:
         self,
         projection: Projection,
         *,
+        group_member: int | None = None,
+        group_size: int | None = None,
         batch_size: int = 500,
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Apply every event after the projection's checkpoint, batch by batch. Each batch,
         its writes and the advanced checkpoint commit in one transaction, so effects happen
-        exactly once even across crashes. Returns the number of events applied."""
-        name = check_name(projection.name, "projection name")
-        backend = self._writable("run_projection")
-        applied = 0
-        while True:
-            with self.transaction() as tx:
-                position = backend.checkpoint(name, for_update=True)
-                events = backend.read_all(position, batch_size, None)
-                if not events:
-                    return applied
-                for event in events:
-                    projection.apply(tx, event)
-                backend.set_checkpoint(name, events[-1].position)
-            applied += len(events)
-            if progress is not None:
-                progress(len(events))
+        exactly once even across crashes. Returns the number of events applied.
+
+        group_member=i, group_size=n: run member i of a group of n (evstore.groups): only its
+        streams, its own checkpoint, and a lease that refuses a second process on the same
+        member or a changed group size."""
+        group = groups.check_member(group_member, group_size)
+        check_int(batch_size, "batch_size", 1)
+        self._route().writable("run_projection")
+        if group is not None:
+            return groups.run_projection(self, self._group_leases(), projection, *group,
+                                         batch_size=batch_size, progress=progress)
+        groups.refuse_if_grouped(self._live(), check_name(projection.name, "projection name"))
+        return self._write("run_projection",
+                           plans.run_projection(self._q, projection, batch_size, progress))
 
     def replay(
         self,
@@ -563,195 +521,55 @@ class Store:
         afterwards by run_projection. On SQLite that transaction holds the write lock for the
         whole replay (see README, "Replay"); atomic=False commits batch by batch instead, as
         run_projection does, and leaves a partly built view if it fails."""
-        name = check_name(projection.name, "projection name")
-        _check_int(batch_size, "batch_size", 1)
-        backend = self._writable("replay")
-        reset = getattr(projection, "reset", None)
-        if not atomic:
-            with self.transaction() as tx:
-                if reset is not None:
-                    reset(tx)
-                backend.set_checkpoint(name, 0)
-            return self.run_projection(projection, batch_size=batch_size, progress=progress)
-        applied = 0
-        with self.transaction() as tx:
-            if reset is not None:
-                reset(tx)
-            position = 0
-            while True:
-                events = backend.read_all(position, batch_size, None)
-                if not events:
-                    break
-                for event in events:
-                    projection.apply(tx, event)
-                position = events[-1].position
-                applied += len(events)
-                if progress is not None:
-                    progress(len(events))
-            backend.set_checkpoint(name, position)
-        return applied + self.run_projection(
-            projection, batch_size=batch_size, progress=progress
-        )
+        return self._write("replay",
+                           plans.replay(self._q, projection, batch_size, progress, atomic))
+
+    # -- consumer groups ---------------------------------------------------------------------
+
+    def _group_leases(self) -> groups.Leases:
+        if self._leases is None:
+            self._leases = groups.Leases()
+        return self._leases
+
+    def group_status(self, name: str) -> list[groups.MemberState]:
+        """Each member of the consumer group NAME with a checkpoint or a lease row."""
+        return groups.group_status(self._live(), name)  # on the primary, as checkpoints
+
+    def reset_group(self, group: str | Projection) -> list[groups.MemberState]:
+        """Forget every checkpoint of a consumer group (the plain one and each member's, of
+        any size) and its leases, so that it can start again with another size. Given a
+        projection, its reset(tx) runs in the same transaction. Refused while another process
+        holds a member. Returns the members as they were."""
+        self._route().writable("reset_group")
+        if isinstance(group, str):
+            return groups.reset_group(self, self._group_leases(), group, None)
+        return groups.reset_group(self, self._group_leases(), group.name,
+                                  getattr(group, "reset", None))
 
     def checkpoint(self, name: str) -> int:
         """The position a named subscription or projection has processed up to (0 if none)."""
-        return self._live().checkpoint(check_name(name, "subscription name"), for_update=False)
+        return self._run(plans.checkpoint(self._q, name))
 
     def save_checkpoint(self, name: str, position: int) -> None:
-        _check_int(position, "position", 0)
-        self._writable("save_checkpoint").set_checkpoint(
-            check_name(name, "subscription name"), position)
+        self._write("save_checkpoint", plans.save_checkpoint(self._q, name, position))
 
     def delete_subscription(self, name: str) -> bool:
         """Soft-delete a subscription (its row keeps deleted_at); True if one was active."""
-        return self._writable("delete_subscription").delete_checkpoint(
-            check_name(name, "subscription name"))
+        return self._write("delete_subscription", plans.delete_subscription(self._q, name))
 
     # -- snapshots ---------------------------------------------------------------------------
 
     def save_snapshot(self, stream_id: str, version: int, state: Any) -> Snapshot:
         """Save the state of a stream as of `version` (which must exist)."""
-        check_name(stream_id, "stream_id")
-        _check_int(version, "version", 1)
-        encoded = encode_json(state, "snapshot state")
-        backend = self._writable("save_snapshot")
-        with backend.transaction():
-            current = backend.stream_version(stream_id)
-            if current is None:
-                raise SnapshotError(
-                    f"cannot save a snapshot of stream {stream_id!r}: the stream does not "
-                    "exist; append its events first"
-                )
-            if version > current:
-                raise SnapshotError(
-                    f"cannot save a snapshot of stream {stream_id!r} at version {version}: "
-                    f"the stream is at version {current}; snapshot a version that exists"
-                )
-            return backend.save_snapshot(stream_id, version, encoded)
+        return self._write("save_snapshot",
+                           plans.save_snapshot(self._q, stream_id, version, state))
 
     def load_snapshot(self, stream_id: str) -> Snapshot | None:
         """The stream's latest snapshot, or None."""
-        return self._readable().load_snapshot(check_name(stream_id, "stream_id"))
+        return self._read(plans.load_snapshot(self._q, stream_id))
 
 
-class Tail:
-    """An iterator over committed events; stop() (from any thread) or idle_timeout ends it.
-
-    `position` is the position of the last event delivered: a new tail with after=position
-    continues exactly where this one stopped."""
-
-    def __init__(
-        self,
-        opener: Callable[[], Backend] | None,
-        shared: Backend | None,
-        after: int,
-        types: Sequence[str] | None,
-        poll_interval: float,
-        idle_timeout: float | None,
-        page_size: int,
-        reconnect_attempts: int,
-    ) -> None:
-        self._opener = opener
-        self._shared = shared
-        self._backend: Backend | None = shared
-        self.position = after
-        self._types = types
-        self._interval = poll_interval
-        self._idle_timeout = idle_timeout
-        self._page_size = page_size
-        self._attempts = reconnect_attempts
-        self._stopped = threading.Event()
-        self._iterator: Generator[RecordedEvent, None, None] = self._run()
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    def __iter__(self) -> Tail:
-        return self
-
-    def __next__(self) -> RecordedEvent:
-        return next(self._iterator)
-
-    def close(self) -> None:
-        self._stopped.set()
-        self._iterator.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _connect(self) -> Backend:
-        if self._backend is None:
-            assert self._opener is not None
-            self._backend = self._opener()
-        return self._backend
-
-    def _disconnect(self) -> None:
-        if self._backend is not None and self._shared is None:
-            try:
-                self._backend.close()
-            except Exception:  # the connection is already gone; nothing to release
-                pass
-            self._backend = None
-
-    def _run(self) -> Generator[RecordedEvent, None, None]:
-        self._failures = 0
-        try:
-            while True:
-                try:
-                    yield from self._follow()
-                    return
-                except ConnectionFailed as error:
-                    self._disconnect()
-                    self._failures += 1
-                    if self._shared is not None or self._failures > self._attempts:
-                        raise ConnectionFailed(
-                            f"the tail lost its connection and could not reconnect after "
-                            f"{self._attempts} attempt(s): {error}. Nothing was skipped: "
-                            f"resume with store.tail(after={self.position})"
-                        ) from error
-                    if self._stopped.wait(min(0.1 * 2 ** (self._failures - 1), 5.0)):
-                        return
-        finally:
-            self._disconnect()
-
-    def _follow(self) -> Generator[RecordedEvent, None, None]:
-        """Deliver events after self.position until stopped or idle. The wake-up source is
-        primed before every read, so a commit between a read and the following wait is seen by
-        the wait; a full page is followed by the next page at once."""
-        backend = self._connect()
-        changes = backend.changes(self._interval)
-        assert isinstance(changes, Generator)
-        try:
-            next(changes)  # LISTEN, or the data_version baseline, before the first read
-            idle_since = time.monotonic()
-            while not self._stopped.is_set():
-                page = backend.read_all(self.position, self._page_size, self._types)
-                self._failures = 0  # connected and reading again
-                if page:
-                    for event in page:
-                        self.position = event.position
-                        yield event
-                        if self._stopped.is_set():
-                            return
-                    idle_since = time.monotonic()
-                    if len(page) == self._page_size:
-                        continue
-                while not next(changes):
-                    if self._stopped.is_set() or self._idle(idle_since):
-                        return
-                if self._idle(idle_since):
-                    return
-        finally:
-            changes.close()
-
-    def _idle(self, since: float) -> bool:
-        return self._idle_timeout is not None and time.monotonic() - since >= self._idle_timeout
-
-
-def _check_seconds(value: object, what: str) -> None:
+def check_seconds(value: object, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not (
         0 <= value <= 86400
     ):
@@ -760,13 +578,149 @@ def _check_seconds(value: object, what: str) -> None:
         )
 
 
-def _check_int(value: object, what: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{what} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise InvalidInput(f"{what} must be >= {minimum}, not {value}")
-    if value > MAX_INT:
-        raise InvalidInput(
-            f"{what} must be at most 2**63 - 1 ({MAX_INT}), the largest 64-bit integer both "
-            f"dialects store, not {value}"
-        )
+class Driver:
+    """Runs a plan (evstore.plans) on a sync backend: each request is a call of the
+    backend's method of that name, or a step of the driver's own."""
+
+    def __init__(self, store: Store, backend: Backend, tx: Transaction | None = None) -> None:
+        self.store = store
+        self.backend = backend
+        self.tx = tx
+
+    def run(self, plan: Plan[T]) -> T:
+        done, value = self.advance(plan)
+        assert done, "a plan that returns a result delivered an item"
+        return value  # type: ignore[no-any-return]
+
+    def each(self, plan: plans.Feed) -> Iterator[Any]:
+        """The items the plan delivers, as an iterator."""
+        try:
+            while True:
+                done, item = self.advance(plan)
+                if done:
+                    return
+                yield item
+        finally:
+            plan.close()
+
+    def advance(self, plan: Generator[Request, Any, Any]) -> tuple[bool, Any]:
+        """Run the plan until it ends, (True, its result), or delivers, (False, the item)."""
+        value, error = None, None
+        while True:
+            name, args = plans.next_request(plan, value, error)
+            if name in plans.ENDS:
+                return name == "return", args[0]
+            method = getattr(self if name in self.OWN else self.backend, name)
+            try:
+                value, error = method(*args), None
+            except Exception as e:
+                value, error = None, e
+
+    def transaction(self, plan: Plan[T]) -> T:
+        with self.store._route().transaction(), self.backend.transaction():
+            return Driver(self.store, self.backend, Transaction(self.store)).run(plan)
+
+    def apply(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self.tx, *args)
+
+    def callback(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
+
+    OWN: ClassVar[frozenset[str]] = frozenset({"transaction", "apply", "callback"})
+
+
+class TailDriver(Driver):
+    """A tail's driver: its backend is opened on first need and reopened after a failure."""
+
+    def __init__(
+        self, store: Store, opener: Callable[[], Backend], stopped: threading.Event
+    ) -> None:
+        self.opener = opener
+        self.stopped = stopped
+        self.current: Backend | None = None
+        super().__init__(store, store._live())  # replaced by the tail's own at "connect"
+
+    def connect(self) -> None:
+        if self.current is None:
+            self.current = self.opener()
+        self.backend = self.current
+
+    def disconnect(self) -> None:
+        if self.current is not None and self.current is not self.store._backend:
+            try:
+                self.current.close()
+            except Exception:  # the connection is already gone; nothing to release
+                pass
+        self.current = None
+
+    def wait(self, seconds: float) -> bool:
+        return self.stopped.wait(seconds)
+
+    OWN = Driver.OWN | {"connect", "disconnect", "wait"}
+
+
+class Following:
+    """What a Tail and an AsyncTail share: their progress, and stop()."""
+
+    def __init__(self, driver: Any, state: plans.TailState) -> None:
+        self._driver = driver
+        self._state = state
+
+    @property
+    def position(self) -> int:
+        """The position of the last event delivered."""
+        return self._state.position
+
+    def stop(self) -> None:
+        self._driver.stopped.set()
+
+
+class Tail(Following):
+    """An iterator over committed events; stop() (from any thread) or idle_timeout ends it.
+
+    `position` is the position of the last event delivered: a new tail with after=position
+    continues exactly where this one stopped."""
+
+    def __init__(self, driver: TailDriver, plan: plans.Feed, state: plans.TailState) -> None:
+        super().__init__(driver, state)
+        self._iterator = self._run(plan)
+
+    def _run(self, plan: plans.Feed) -> Iterator[RecordedEvent]:
+        try:
+            yield from self._driver.each(plan)
+        finally:
+            self._driver.disconnect()
+
+    def __iter__(self) -> Tail:
+        return self
+
+    def __next__(self) -> RecordedEvent:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        self.stop()
+        self._iterator.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MemberTail(Tail):
+    """A tail of one consumer-group member's streams (evstore.groups). `position` still
+    advances over the other members' events, so a tail resumed from it does not read them
+    again; idle_timeout counts time without any new event in the log."""
+
+    def __init__(self, driver: TailDriver, plan: plans.Feed, state: plans.TailState, *,
+                 member: int, size: int) -> None:
+        super().__init__(driver, plan, state)
+        self._owns = groups.Membership(member, size).owns
+
+    def __next__(self) -> RecordedEvent:
+        owns = self._owns
+        for event in self._iterator:
+            if owns(event):
+                return event
+        raise StopIteration

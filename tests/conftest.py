@@ -8,6 +8,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -16,6 +17,7 @@ from psycopg import sql
 
 import evstore
 from evstore.urls import parse_url
+from tests.aio_facade import Facade
 from tests.pg_server import find_server, server_version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,10 +149,12 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield pg
 
 
-@pytest.fixture
-def store(url: str) -> Iterator[evstore.Store]:
-    """A migrated store on each backend."""
-    with evstore.connect(url) as s:
+@pytest.fixture(params=["sync", "async"])
+def store(request: pytest.FixtureRequest, url: str) -> Iterator[evstore.Store]:
+    """A migrated store on each backend, through each API: evstore.Store, and an
+    evstore.aio.AsyncStore behind a sync facade (tests/aio_facade.py)."""
+    opened: Any = evstore.connect(url) if request.param == "sync" else Facade(url)
+    with opened as s:
         s.migrate()
         yield s
 

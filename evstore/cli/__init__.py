@@ -23,7 +23,7 @@ from types import FrameType
 
 import evstore
 from evstore import config, errors
-from evstore.cli import copy, events, migrations, operations, schema
+from evstore.cli import copy, events, migrations, operations, relay, schema
 from evstore.cli.common import (
     EXIT_CODES,
     EXIT_DIFFERENT,
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     options = option_groups()
-    for group in (migrations, schema, events, operations, copy):
+    for group in (migrations, schema, events, operations, copy, relay):
         group.register(add, options)
     return parser
 

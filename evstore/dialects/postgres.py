@@ -16,6 +16,7 @@ rollback never takes another thread's append with it.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,12 +27,11 @@ import psycopg
 import psycopg.errors
 from psycopg.types.json import set_json_loads
 
-from evstore.dialects.base import AppendConflict
+from evstore.dialects.base import AppendConflict, Plan, call
 from evstore.dialects.queries import sql as named_sql
 from evstore.dialects.shared import (
-    NO_PARAMS,
-    Params,
-    SharedBackend,
+    Queries,
+    SyncQueries,
     append_kind,
     by_version,
     first_line,
@@ -134,18 +134,21 @@ def open_connection(url: DatabaseURL, schema: str | None = None) -> psycopg.Conn
     try:
         conn = psycopg.connect(url.conninfo, **connect_args(url, schema))
     except psycopg.Error as e:
-        raise ConnectionFailed(
-            f"cannot connect to {url.redacted}: {url.scrub(first_line(e))}; check that the "
-            "server is "
-            "running, and the host, port, database name and credentials in the URL"
-        ) from e
+        raise cannot_connect(url, e) from e
     _configure(conn)
     return conn
 
 
-class PostgresBackend(SharedBackend):
+def cannot_connect(url: DatabaseURL, error: psycopg.Error) -> ConnectionFailed:
+    return ConnectionFailed(
+        f"cannot connect to {url.redacted}: {url.scrub(first_line(error))}; check that the "
+        "server is running, and the host, port, database name and credentials in the URL"
+    )
+
+
+class PostgresBackend(SyncQueries):
     dialect: Dialect = "postgres"
-    _sql = SQL
+    queries: Queries  # below
 
     def __init__(
         self,
@@ -164,7 +167,7 @@ class PostgresBackend(SharedBackend):
         row = self.conn.execute(SQL["postgres_session"]).fetchone()
         # The schema this store lives in: named, or the first of the URL's search_path.
         self.schema: str | None = row[0] if row else None
-        # A hot standby: it serves reads only, and allows no LISTEN (see changes()).
+        # A hot standby: it serves reads only, and allows no LISTEN (see ReplayWake).
         self.in_recovery = bool(row[1]) if row else False
         self._conn_free = threading.Lock()
         self._pool: Any = None
@@ -202,27 +205,18 @@ class PostgresBackend(SharedBackend):
                 if self._pool is None:
                     from psycopg_pool import ConnectionPool
 
-                    assert self.url.conninfo is not None
                     self._pool = ConnectionPool(
-                        self.url.conninfo,
-                        min_size=0,
-                        max_size=self._pool_size,
-                        kwargs=dict(self._connect_args),
+                        **pool_args(self.url, self._connect_args, self._pool_size),
                         configure=_configure,
-                        name="evstore",
                         open=True,
                     )
         try:
-            conn: psycopg.Connection[Any] = self._pool.getconn(timeout=30)
+            conn: psycopg.Connection[Any] = self._pool.getconn(timeout=POOL_WAIT)
         except Exception as e:
-            raise ConnectionFailed(
-                f"no connection to {self.url.redacted} became free within 30s "
-                f"({type(e).__name__}); more threads share this Store than its pool_size "
-                f"({self._pool_size}) allows, or the server stopped accepting connections"
-            ) from e
+            raise pool_exhausted(self.url, self._pool_size, e) from e
         return conn
 
-    def _rows(self, sql: Any, params: Params = NO_PARAMS) -> list[tuple[Any, ...]]:
+    def rows(self, sql: Any, params: Any = ()) -> list[tuple[Any, ...]]:
         conn, how = self._borrow()
         try:
             return conn.execute(sql, params).fetchall()
@@ -257,17 +251,7 @@ class PostgresBackend(SharedBackend):
     def append(
         self, stream_id: str, events: Sequence[EncodedEvent], expected: Expected
     ) -> list[RecordedEvent]:
-        params = {
-            "stream_id": stream_id,
-            "kind": append_kind(expected),
-            "expected": expected if isinstance(expected, int) else None,
-            "event_ids": [e.event_id for e in events],
-            "event_types": [e.type for e in events],
-            "payloads": [e.payload for e in events],
-            "metadata": [e.metadata for e in events],
-            "digests": [e.digest for e in events],
-            "lock_timeout_ms": self._lock_timeout_ms,
-        }
+        params = append_params(stream_id, events, expected, self._lock_timeout_ms)
         conn, how = self._borrow()
         try:
             if how == 0:
@@ -276,39 +260,15 @@ class PostgresBackend(SharedBackend):
                     rows = conn.execute(APPEND_SQL, params, binary=True).fetchall()
             else:
                 rows = conn.execute(APPEND_SQL, params, binary=True).fetchall()
-        except psycopg.errors.UniqueViolation as e:
-            if e.diag.constraint_name == "uq_event_store_event_id":
-                raise AppendConflict("event_id") from e
-            if e.diag.constraint_name == "uq_event_store_stream_id_version":
-                raise AppendConflict("version") from e
-            raise translate(e) from e
         except psycopg.Error as e:
-            raise translate(e, self.lock_timeout) from e
+            raise append_failure(e, self.lock_timeout) from e
         finally:
             self._give_back(conn, how)
-        if not rows:
-            raise AppendConflict("version")
-        # Rows come back in no promised order; versions put them back in append order.
-        rows.sort(key=by_version)
-        from_json = RecordedEvent.from_json
-        return [
-            from_json(
-                position,
-                stream_id,
-                version,
-                e.event_id,
-                e.type,
-                e.payload,
-                e.metadata,
-                recorded_at,
-                e.digest,
-            )
-            for (position, version, recorded_at), e in zip(rows, events, strict=True)
-        ]
+        return append_records(rows, stream_id, events)
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _select(self, sql: str, params: Params) -> list[RecordedEvent]:
+    def events(self, sql: str, params: Any) -> list[RecordedEvent]:
         conn, how = self._borrow()
         try:
             rows = conn.execute(sql, params, binary=True).fetchall()
@@ -318,74 +278,174 @@ class PostgresBackend(SharedBackend):
             self._give_back(conn, how)
         return list(map(RecordedEvent.from_decoded_row, rows))
 
-    def _values(self, values: Sequence[str]) -> Any:
-        return list(values)
-
-    def _snapshot(self, row: Sequence[Any]) -> SnapshotRecord:
-        return SnapshotRecord(*row)
-
-    # The other reads, snapshots and checkpoints: evstore.dialects.shared.
-
-    def save_snapshot(self, stream_id: str, version: int, state: str) -> SnapshotRecord:
-        rows = self._rows(
-            SQL["save_snapshot"], {"stream_id": stream_id, "version": version, "state": state}
-        )
-        return SnapshotRecord(stream_id, version, rows[0][0], rows[0][1])
+    # The reads, snapshots and checkpoints: plans in evstore.dialects.shared (SyncQueries).
 
     # -- projections and tails ---------------------------------------------------------------
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a projection's SQL written with ? placeholders, as on SQLite."""
-        query = sql.replace("%", "%%").replace("?", "%s")
         conn, how = self._borrow()
         try:
-            cur = conn.execute(query.encode(), params)
+            cur = conn.execute(with_placeholders(sql), params)
             return cur.fetchall() if cur.description else []
         except psycopg.Error as e:
             raise translate(e) from e
         finally:
             self._give_back(conn, how)
 
-    def changes(self, poll_interval: float) -> Iterator[bool]:
-        """LISTENs on this backend's own connection (a tail's backend belongs to its tail), then
-        yields True at once: the caller reads only after the LISTEN is in place, so a commit
-        between its read and its wait is never missed. Afterwards it yields after each NOTIFY
-        from the event_store_notify trigger, and at least every poll_interval seconds, so a
-        tail can stop promptly and a lost wake-up costs at most one interval.
-
-        A hot standby allows no LISTEN: there it polls how far the standby has replayed the
-        primary's WAL, like SQLite's data_version, and yields True when that moved."""
-        if self.in_recovery:
-            yield from self._replay_changes(poll_interval)
-            return
-        conn = self.conn
+    def listen(self) -> None:
+        """LISTEN on this backend's own connection (a tail's backend belongs to its tail)."""
         with translated():
-            conn.execute(SQL["postgres_listen"])
-        yield True
-        while True:
-            # A quiet interval also counts as a change: re-reading costs one index probe, and
-            # it bounds the delay should a notification ever be lost.
-            # Notifications name the schema whose log changed (0012); others are not ours. An
-            # empty payload comes from a store migrated before 0012.
-            deadline = time.monotonic() + poll_interval
-            with translated():
-                while (remaining := deadline - time.monotonic()) > 0:
-                    ours = False
-                    for notify in conn.notifies(timeout=remaining, stop_after=1):
-                        ours = not notify.payload or notify.payload == self.schema
-                    if ours:
-                        break
-            yield True
+            self.conn.execute(SQL["postgres_listen"])
 
-    def _replay_changes(self, poll_interval: float) -> Iterator[bool]:
-        """The standby's changes(): the replay position is read before the caller's first
-        read, so a commit replayed during that read (or between it and the next wait) moves
-        it past the baseline and wakes the next wait."""
-        last = self._rows(SQL["postgres_replay_lsn"])[0][0]
-        yield True
-        while True:
-            time.sleep(poll_interval)
-            current = self._rows(SQL["postgres_replay_lsn"])[0][0]
-            changed = current != last
-            last = current
-            yield changed
+    def notified(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for one notification; True if it was for this store."""
+        found = False
+        with translated():
+            for notify in self.conn.notifies(timeout=timeout, stop_after=1):
+                found = ours(notify, self.schema)
+        return found
+
+
+# What the sync and the async backends share: pure functions, no I/O.
+
+POOL_WAIT = 30  # seconds an operation waits for a pooled connection
+
+
+def pool_args(url: DatabaseURL, connect: dict[str, Any], size: int) -> dict[str, Any]:
+    """psycopg_pool's arguments (ConnectionPool and AsyncConnectionPool alike)."""
+    assert url.conninfo is not None
+    return {"conninfo": url.conninfo, "min_size": 0, "max_size": size,
+            "kwargs": dict(connect), "name": "evstore"}
+
+
+def pool_exhausted(url: DatabaseURL, size: int, error: Exception) -> ConnectionFailed:
+    return ConnectionFailed(
+        f"no connection to {url.redacted} became free within {POOL_WAIT}s "
+        f"({type(error).__name__}); more threads or tasks share this Store than its "
+        f"pool_size ({size}) allows, or the server stopped accepting connections"
+    )
+
+
+def append_params(
+    stream_id: str, events: Sequence[EncodedEvent], expected: Expected, lock_timeout_ms: int
+) -> dict[str, Any]:
+    """evstore_append()'s parameters (postgres_append in sql/queries/postgres.sql)."""
+    return {
+        "stream_id": stream_id,
+        "kind": append_kind(expected),
+        "expected": expected if isinstance(expected, int) else None,
+        "event_ids": [e.event_id for e in events],
+        "event_types": [e.type for e in events],
+        "payloads": [e.payload for e in events],
+        "metadata": [e.metadata for e in events],
+        "digests": [e.digest for e in events],
+        "lock_timeout_ms": lock_timeout_ms,
+    }
+
+
+def append_failure(error: psycopg.Error, lock_timeout: float) -> Exception:
+    """What an append raises for a driver error: a conflict for the store to resolve, or an
+    evstore error."""
+    if isinstance(error, psycopg.errors.UniqueViolation):
+        if error.diag.constraint_name == "uq_event_store_event_id":
+            return AppendConflict("event_id")
+        if error.diag.constraint_name == "uq_event_store_stream_id_version":
+            return AppendConflict("version")
+        return translate(error)
+    return translate(error, lock_timeout)
+
+
+def append_records(
+    rows: list[tuple[Any, ...]], stream_id: str, events: Sequence[EncodedEvent]
+) -> list[RecordedEvent]:
+    """The records of an append, from evstore_append()'s rows (position, version, time)."""
+    if not rows:
+        raise AppendConflict("version")
+    # Rows come back in no promised order; versions put them back in append order.
+    rows.sort(key=by_version)
+    from_json = RecordedEvent.from_json
+    return [
+        from_json(
+            position,
+            stream_id,
+            version,
+            e.event_id,
+            e.type,
+            e.payload,
+            e.metadata,
+            recorded_at,
+            e.digest,
+        )
+        for (position, version, recorded_at), e in zip(rows, events, strict=True)
+    ]
+
+
+def with_placeholders(sql: str) -> bytes:
+    """The caller's SQL with ? placeholders, as psycopg takes it (every % doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s").encode()
+
+
+def ours(notify: psycopg.Notify, schema: str | None) -> bool:
+    """Notifications name the schema whose log changed (0012); others are not ours. An empty
+    payload comes from a store migrated before 0012."""
+    return not notify.payload or notify.payload == schema
+
+
+class NotifyWake:
+    """A tail's wake-up on PostgreSQL: LISTEN before the first read, so a commit between a
+    read and the following wait is never missed. Each wait ends at the first NOTIFY from
+    the event_store_notify trigger for this store, or after poll_interval seconds. A quiet
+    interval also counts as a change: re-reading costs one index probe, lets the tail check
+    its stop conditions, and bounds the delay should a notification ever be lost."""
+
+    def __init__(self, memory: bool = False) -> None:
+        pass
+
+    def prime(self) -> Plan[None]:
+        yield call("listen")
+
+    def wait(self, poll_interval: float) -> Plan[bool]:
+        deadline = time.monotonic() + poll_interval
+        while (remaining := deadline - time.monotonic()) > 0:
+            if (yield call("notified", remaining)):
+                break
+        return True
+
+
+QUERIES = PostgresBackend.queries = Queries(
+    dialect="postgres",
+    sql=SQL,
+    no_limit=None,
+    values=list,
+    snapshot=lambda row: SnapshotRecord(*row),
+    saved=lambda stream_id, version, state, row: SnapshotRecord(
+        stream_id, version, row[0], row[1]
+    ),
+    wake=NotifyWake,
+)
+
+
+class ReplayWake:
+    """A tail's wake-up on a hot standby, which allows no LISTEN: it polls how far the
+    standby has replayed the primary's WAL, like SQLite's data_version. prime() reads the
+    replay position before the tail's first read, so a commit replayed during that read (or
+    between it and the next wait) moves it past the baseline and wakes the next wait."""
+
+    def __init__(self, memory: bool = False) -> None:
+        self.last: Any = None
+
+    def prime(self) -> Plan[None]:
+        self.last = (yield call("rows", SQL["postgres_replay_lsn"]))[0][0]
+
+    def wait(self, poll_interval: float) -> Plan[bool]:
+        if (yield call("wait", poll_interval)):
+            return False  # stopped
+        current = (yield call("rows", SQL["postgres_replay_lsn"]))[0][0]
+        changed: bool = current != self.last
+        self.last = current
+        return changed
+
+
+# A standby's statements: the same, with a tail that polls the replay position.
+STANDBY_QUERIES = dataclasses.replace(QUERIES, wake=ReplayWake)

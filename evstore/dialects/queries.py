@@ -1,5 +1,8 @@
-"""The named runtime queries of sql/queries/<dialect>.sql: parse the blocks, translate the
-parameters for the driver. The files' headers describe the format.
+"""The named queries of sql/<set>/<dialect>.sql: parse the blocks, translate the parameters
+for the driver. The files' headers describe the format. Three sets, one format and one loader:
+  queries   what the event store runs at run time (store.py and the dialect modules)
+  catalog   what parity and drift read from pg_catalog and SQLite's pragmas (schema.catalog)
+  tooling   migration bookkeeping and parity's scratch databases (schema.migrations, parity)
 
 Why a loader of our own and not aiosql (15.0), measured with scripts/bench_queries.py (the
 append path's statements from these files, minimum of 7 runs, two runs of the script):
@@ -18,6 +21,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from evstore.urls import Dialect
 
@@ -25,6 +29,8 @@ NAME_LINE = re.compile(r"^--\s*name:\s*(\S+)\s*$")
 # A string literal (left alone), or a :name parameter, maybe cast to an array type (binary).
 PARAM = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)(::\w+\[\])?")
 DIALECT_ONLY = ("postgres_", "sqlite_")
+QuerySet = Literal["queries", "catalog", "tooling"]
+QUERY_SETS: tuple[QuerySet, ...] = ("queries", "catalog", "tooling")
 
 
 @dataclass(frozen=True)
@@ -90,18 +96,21 @@ def _for_driver(text: str, dialect: Dialect) -> str:
 _PARAM_OR_PERCENT = re.compile(PARAM.pattern + "|%")
 
 
-def queries_file(dialect: Dialect, sql_dir: Path | None = None) -> Path:
+def queries_file(
+    dialect: Dialect, sql_dir: Path | None = None, kind: QuerySet = "queries"
+) -> Path:
+    """sql/<kind>/<dialect>.sql, in the given sql/ tree or the shipped one."""
     from evstore.schema.migrations import shipped_sql_dir
 
-    return (sql_dir or shipped_sql_dir()) / "queries" / f"{dialect}.sql"
+    return (sql_dir or shipped_sql_dir()) / kind / f"{dialect}.sql"
 
 
 @cache
-def load(dialect: Dialect) -> dict[str, Query]:
-    """The shipped queries of one dialect, read once."""
-    return parse(queries_file(dialect).read_text(encoding="utf-8"), dialect)
+def load(dialect: Dialect, kind: QuerySet = "queries") -> dict[str, Query]:
+    """The shipped queries of one dialect and set, read once."""
+    return parse(queries_file(dialect, kind=kind).read_text(encoding="utf-8"), dialect)
 
 
-def sql(dialect: Dialect) -> dict[str, str]:
+def sql(dialect: Dialect, kind: QuerySet = "queries") -> dict[str, str]:
     """name -> the statement as the driver takes it."""
-    return {name: q.sql for name, q in load(dialect).items()}
+    return {name: q.sql for name, q in load(dialect, kind).items()}

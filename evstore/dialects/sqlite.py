@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -19,9 +18,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from evstore.dialects.base import AppendConflict
+from evstore.dialects.base import AppendConflict, Plan, call
 from evstore.dialects.queries import load
-from evstore.dialects.shared import Params, SharedBackend, append_kind, by_version, translating
+from evstore.dialects.shared import Queries, SyncQueries, append_kind, by_version, translating
 from evstore.errors import (
     AppendLockTimeout,
     AppendOnlyViolation,
@@ -133,10 +132,9 @@ def open_connection(url: DatabaseURL, lock_timeout: float = 5.0) -> sqlite3.Conn
     return conn
 
 
-class SQLiteBackend(SharedBackend):
+class SQLiteBackend(SyncQueries):
     dialect: Dialect = "sqlite"
-    _sql = SQL
-    _no_limit = -1
+    queries: Queries  # below
 
     def __init__(
         self,
@@ -301,7 +299,7 @@ class SQLiteBackend(SharedBackend):
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _rows(self, sql: str, params: Params = ()) -> list[Any]:
+    def rows(self, sql: str, params: Any = ()) -> list[Any]:
         """Run one statement under the Store's lock and fetch its rows."""
         self._acquire()
         try:
@@ -311,46 +309,60 @@ class SQLiteBackend(SharedBackend):
         finally:
             self._lock.release()
 
-    def _select(self, sql: str, params: Params) -> list[RecordedEvent]:
-        return list(map(_from_row, self._rows(sql, params)))
+    def events(self, sql: str, params: Any) -> list[RecordedEvent]:
+        return list(map(_from_row, self.rows(sql, params)))
 
-    def _values(self, values: Sequence[str]) -> Any:
-        return json.dumps(list(values))
-
-    def _snapshot(self, row: Sequence[Any]) -> Snapshot:
-        return Snapshot(row[0], row[1], _loads(row[2]), _parse_time(row[3]))
-
-    # The other reads, snapshots and checkpoints: evstore.dialects.shared.
-
-    def save_snapshot(self, stream_id: str, version: int, state: str) -> Snapshot:
-        row = self._rows(
-            SQL["save_snapshot"], {"stream_id": stream_id, "version": version, "state": state}
-        )[0]
-        return Snapshot(stream_id, version, _loads(state), _parse_time(row[0]))
+    # The reads, snapshots and checkpoints: plans in evstore.dialects.shared (SyncQueries).
 
     # -- projections and tails ---------------------------------------------------------------
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._rows(sql, params)
+        return self.rows(sql, params)
 
-    def changes(self, poll_interval: float) -> Iterator[bool]:
-        """Yields whenever the database may hold new events. PRAGMA data_version changes when
-        another connection commits: one cheap read of a counter, no query of the log.
 
-        The first value comes at once, after the baseline is read: the caller reads the log
-        only after that, so a commit that lands while it reads (or between its read and its
-        wait) changes data_version after the baseline and wakes the next wait. Afterwards it
-        yields False after each quiet interval, so the caller can check its own stop
-        conditions. An in-memory database has one connection only, so every interval counts
-        as a change."""
-        last = self._rows(SQL["sqlite_data_version"])[0][0]
-        yield True
-        while True:
-            time.sleep(poll_interval)
-            current = self._rows(SQL["sqlite_data_version"])[0][0]
-            changed = current != last or self.url.is_memory
-            last = current
-            yield changed
+class DataVersionWake:
+    """A tail's wake-up on SQLite. PRAGMA data_version changes when another connection
+    commits: one cheap read of a counter, no query of the log.
+
+    prime() reads the baseline before the tail's first read, so a commit that lands while it
+    reads (or between its read and its wait) changes data_version after the baseline and
+    wakes the next wait. Each wait() sleeps one poll interval and says whether the counter
+    moved. An in-memory database has one connection only, so every interval counts as a
+    change."""
+
+    def __init__(self, memory: bool) -> None:
+        self.memory = memory
+        self.last: Any = None
+
+    def prime(self) -> Plan[None]:
+        self.last = (yield call("rows", SQL["sqlite_data_version"]))[0][0]
+
+    def wait(self, poll_interval: float) -> Plan[bool]:
+        if (yield call("wait", poll_interval)):
+            return False  # stopped
+        current = (yield call("rows", SQL["sqlite_data_version"]))[0][0]
+        changed: bool = current != self.last or self.memory
+        self.last = current
+        return changed
+
+
+def _snapshot(row: Sequence[Any]) -> Snapshot:
+    return Snapshot(row[0], row[1], _loads(row[2]), _parse_time(row[3]))
+
+
+def _saved(stream_id: str, version: int, state: str, row: Sequence[Any]) -> Snapshot:
+    return Snapshot(stream_id, version, _loads(state), _parse_time(row[0]))
+
+
+QUERIES = SQLiteBackend.queries = Queries(
+    dialect="sqlite",
+    sql=SQL,
+    no_limit=-1,
+    values=lambda values: json.dumps(list(values)),
+    snapshot=_snapshot,
+    saved=_saved,
+    wake=DataVersionWake,
+)
 
 
 def _conflict_reason(message: str) -> str | None:

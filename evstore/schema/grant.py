@@ -20,6 +20,8 @@ TABLE_PRIVILEGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("stream", ("SELECT",)),
     ("subscription", ("SELECT", "INSERT", "UPDATE")),
     ("snapshot", ("SELECT", "INSERT", "UPDATE")),
+    # Consumer-group members take, renew and give back their leases (migration 0013).
+    ("consumer_group_lease", ("SELECT", "INSERT", "UPDATE", "DELETE")),
 )
 SEQUENCES = ("subscription_subscription_id_seq",)
 FUNCTIONS = (

@@ -187,7 +187,8 @@ def lint(pg_dir: Path, sqlite_dir: Path, *, squawk: bool = True) -> list[Finding
                                     f"migration {mid} exists for {present} but not for {missing}",
                                     f"add {mid}.sql (and its rollback) to {folders[missing]}, "
                                     "`evstore new` creates both sides"))
-    findings += lint_queries(*query_files(pg_dir, sqlite_dir))
+    for kind in queries.QUERY_SETS:
+        findings += lint_queries(*query_files(pg_dir, sqlite_dir, kind))
     if squawk and shutil.which("squawk") and folders["postgres"].is_dir():
         findings += _squawk(folders["postgres"])
     return sorted(findings)
@@ -211,20 +212,23 @@ def _squawk(folder: Path) -> list[Finding]:
     return findings
 
 
-# -- the named runtime queries (sql/queries) ------------------------------------------------
+# -- the named queries (sql/queries, sql/catalog, sql/tooling) ----------------------------------
 
 
-def query_files(pg_dir: Path, sqlite_dir: Path) -> tuple[Path, Path]:
-    """sql/queries/<dialect>.sql beside the migration folders when there, else the shipped."""
-    pg = Path(pg_dir).parent / "queries" / "postgres.sql"
-    lite = Path(sqlite_dir).parent / "queries" / "sqlite.sql"
-    return (pg if pg.is_file() else queries.queries_file("postgres"),
-            lite if lite.is_file() else queries.queries_file("sqlite"))
+def query_files(
+    pg_dir: Path, sqlite_dir: Path, kind: queries.QuerySet = "queries"
+) -> tuple[Path, Path]:
+    """sql/<kind>/<dialect>.sql beside the migration folders when there, else the shipped."""
+    pg = Path(pg_dir).parent / kind / "postgres.sql"
+    lite = Path(sqlite_dir).parent / kind / "sqlite.sql"
+    return (pg if pg.is_file() else queries.queries_file("postgres", kind=kind),
+            lite if lite.is_file() else queries.queries_file("sqlite", kind=kind))
 
 
 def lint_queries(pg_file: Path, sqlite_file: Path) -> list[Finding]:
-    """queries-match: both files hold the same names with the same parameters, each block
-    with a description; a postgres_/sqlite_ name only in its own dialect's file.
+    """queries-match: both files of one set (sql/queries, sql/catalog or sql/tooling) hold the
+    same names with the same parameters, each block with a description; a postgres_/sqlite_
+    name only in its own dialect's file.
     queries-parse: PostgreSQL's parser (pglast, when installed) accepts every query."""
     findings: list[Finding] = []
     parsed: dict[str, dict[str, queries.Query]] = {}
@@ -232,7 +236,8 @@ def lint_queries(pg_file: Path, sqlite_file: Path) -> list[Finding]:
     for dialect, path in files.items():
         if not path.is_file():
             findings.append(Finding(str(path), 0, "queries-match", "file of named queries "
-                                    "does not exist", f"create it: sql/queries/{dialect}.sql"))
+                                    "does not exist",
+                                    f"create it: sql/{path.parent.name}/{dialect}.sql"))
             continue
         text = path.read_text(encoding="utf-8")
         first = (text.splitlines() or [""])[0]

@@ -15,7 +15,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -27,6 +27,7 @@ import yoyo.exceptions
 from yoyo.backends.core.sqlite3 import SQLiteBackend
 from yoyo.migrations import Migration, MigrationList
 
+from evstore.dialects import queries
 from evstore.errors import (
     BadMigrationName,
     ChecksumMismatch,
@@ -47,17 +48,18 @@ from evstore.urls import DatabaseURL, Dialect
 # afresh on the next migrate. The guard keeps its own copy in a table it creates itself, beside
 # yoyo's bookkeeping and outside the migration list, so no rollback drops it; 0008's table is
 # still written (and read, for databases migrated before this table existed).
-# The statements in this module stay in Python, not in sql/queries: they read and write yoyo's
-# bookkeeping (its migration and lock tables, and the checksum tables beside them) through
-# yoyo's own connection and paramstyle, with table names chosen here, before any of evstore's
-# tables may exist.
+# The statements on yoyo's bookkeeping (its migration and lock tables, and the checksum tables
+# beside them) are the named queries of sql/tooling/<dialect>.sql, run on yoyo's own connection
+# while it holds the lock, else on a plain one that writes nothing.
 LEGACY_CHECKSUM_TABLE = "evstore_migration_checksum"
 CHECKSUM_TABLE = "_yoyo_evstore_checksum"
-_CREATE_CHECKSUM_TABLE = (
-    f"CREATE TABLE IF NOT EXISTS {CHECKSUM_TABLE} ("
-    "migration_id VARCHAR(255) NOT NULL PRIMARY KEY, "
-    "sha256 VARCHAR(64) NOT NULL)"
-)
+# Each checksum table's named queries: read every row, delete one, insert one. The legacy
+# table comes first, so that evstore's own table wins when both are read.
+_CHECKSUM_QUERIES = {
+    LEGACY_CHECKSUM_TABLE: ("legacy_checksums", "delete_legacy_checksum",
+                            "insert_legacy_checksum"),
+    CHECKSUM_TABLE: ("checksums", "delete_checksum", "insert_checksum"),
+}
 YOYO_MIGRATION_TABLE = "_yoyo_migration"
 YOYO_LOCK_TABLE = "yoyo_lock"
 BASE = "base"  # rollback(to=BASE) undoes every migration
@@ -203,29 +205,53 @@ class _Recorded:
     tables: frozenset[str]
 
 
-Query = Callable[[str], list[tuple[Any, ...]]]
+class _Bookkeeping:
+    """One connection, yoyo's or a plain one, running the named queries of
+    sql/tooling/<dialect>.sql."""
+
+    def __init__(self, dialect: Dialect, connection: Any) -> None:
+        self.dialect = dialect
+        self.connection = connection  # sqlite3 or psycopg: both take the loader's text
+
+    def run(self, name: str, **params: str) -> Any:
+        """Execute one named query; returns the driver's cursor."""
+        # Always a dict of parameters, even empty: on PostgreSQL the loader doubles each
+        # literal %, which psycopg undoes only when it is given parameters.
+        return self.connection.execute(queries.sql(self.dialect, "tooling")[name], params)
+
+    def rows(self, name: str, **params: str) -> list[tuple[Any, ...]]:
+        return list(self.run(name, **params).fetchall())
+
+    def tables(self) -> frozenset[str]:
+        return frozenset(str(r[0]) for r in self.rows("list_tables"))
+
+    def has_rows(self, table: str) -> bool:
+        """Whether a table holds a row: the one statement here built from a name, which a
+        rollback file gives."""
+        if self.dialect == "postgres":
+            from psycopg import sql
+
+            statement: Any = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
+                sql.Identifier(table)
+            )
+        else:
+            from evstore.dialects.sqlite import quote_identifier
+
+            statement = f"SELECT EXISTS (SELECT 1 FROM {quote_identifier(table)})"
+        row = self.connection.execute(statement).fetchone()
+        return bool(row and row[0])
 
 
-def _read_recorded(query: Query, tables: frozenset[str]) -> _Recorded:
+def _read_recorded(book: _Bookkeeping, tables: frozenset[str]) -> _Recorded:
     applied: dict[str, str] = {}
     if YOYO_MIGRATION_TABLE in tables:
-        for mid, mhash in query(
-            f"SELECT migration_id, migration_hash FROM {YOYO_MIGRATION_TABLE}"
-        ):
+        for mid, mhash in book.rows("applied_migrations"):
             applied[str(mid)] = str(mhash)
     checksums: dict[str, str] = {}
-    for table in (LEGACY_CHECKSUM_TABLE, CHECKSUM_TABLE):  # evstore's own table wins
+    for table, (read, _delete, _insert) in _CHECKSUM_QUERIES.items():
         if table in tables:
-            checksums.update(
-                (str(m), str(h)) for m, h in query(f"SELECT migration_id, sha256 FROM {table}")
-            )
+            checksums.update((str(m), str(h)) for m, h in book.rows(read))
     return _Recorded(applied, checksums, tables)
-
-
-_SQLITE_TABLES = "SELECT name FROM sqlite_schema WHERE type = 'table'"
-_PG_TABLES = (
-    "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-)
 
 # DROP TABLE [IF EXISTS] a, "b", s.c [CASCADE]: the tables a rollback file drops.
 _DROP_TABLE = re.compile(
@@ -266,10 +292,6 @@ def dropped_data(migration: Migration) -> list[tuple[str, str | None]]:
         if m.group(2).upper() not in {"CONSTRAINT", "DEFAULT", "NOT"}:
             found.append((_unquote(m.group(1)), _unquote(m.group(2))))
     return found
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -429,21 +451,22 @@ class Migrator:
 
     # -- reading without writing -------------------------------------------------------------
 
+    def _bookkeeping(self) -> _Bookkeeping:
+        """The named bookkeeping queries on yoyo's connection (opening it if needed)."""
+        return _Bookkeeping(self.url.dialect, self.backend.connection)
+
     @contextmanager
-    def _reader(self) -> Iterator[tuple[Query, frozenset[str]] | None]:
-        """(query, table names) on a connection that changes nothing; None for a SQLite file
-        that does not exist yet. Inside a lock, yoyo's own connection is used."""
+    def _reader(self) -> Iterator[tuple[_Bookkeeping, frozenset[str]] | None]:
+        """(bookkeeping queries, table names) on a connection that changes nothing; None for a
+        SQLite file that does not exist yet. Inside a lock, yoyo's own connection is used."""
         if self._backend is not None:
-            backend = self._backend
-            yield (lambda sql: list(backend.execute(sql).fetchall()),
-                   frozenset(backend.list_tables()))
+            yield self._bookkeeping(), frozenset(self._backend.list_tables())
             return
         if self.url.dialect == "sqlite":
             if self.url.is_memory:
-                conn = self._sqlite_connection
-                assert conn is not None
-                yield (lambda sql: conn.execute(sql).fetchall(),
-                       frozenset(r[0] for r in conn.execute(_SQLITE_TABLES)))
+                assert self._sqlite_connection is not None
+                book = _Bookkeeping("sqlite", self._sqlite_connection)
+                yield book, book.tables()
                 return
             assert self.url.sqlite_path is not None
             path = Path(self.url.sqlite_path)
@@ -452,14 +475,15 @@ class Migrator:
                 return
             try:
                 lite = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-                tables = frozenset(r[0] for r in lite.execute(_SQLITE_TABLES))
+                book = _Bookkeeping("sqlite", lite)
+                tables = book.tables()
             except sqlite3.Error as e:
                 raise ConnectionFailed(
                     f"cannot read SQLite database {str(path)!r}: {e}; check that it is a "
                     "SQLite database and that you may read it"
                 ) from e
             try:
-                yield (lambda sql: lite.execute(sql).fetchall(), tables)
+                yield book, tables
             finally:
                 lite.close()
             return
@@ -477,8 +501,8 @@ class Migrator:
                 "credentials in the URL"
             ) from e
         try:
-            tables = frozenset(r[0] for r in pg.execute(_PG_TABLES))
-            yield (lambda sql: pg.execute(sql).fetchall(), tables)
+            book = _Bookkeeping("postgres", pg)
+            yield book, book.tables()
         finally:
             pg.close()
 
@@ -582,11 +606,10 @@ class Migrator:
         with self._reader() as reader:
             if reader is None:
                 return []
-            query, tables = reader
+            book, tables = reader
             for mid, table, column in wanted:
                 if table in tables:
-                    rows = query(f"SELECT EXISTS (SELECT 1 FROM {_quote(table)})")
-                    found.append(Drop(mid, table, bool(rows and rows[0][0]), column))
+                    found.append(Drop(mid, table, book.has_rows(table), column))
         return found
 
     # -- the lock ----------------------------------------------------------------------------
@@ -596,7 +619,7 @@ class Migrator:
         with self._reader() as reader:
             if reader is None or YOYO_LOCK_TABLE not in reader[1]:
                 return None
-            rows = reader[0](f"SELECT pid FROM {YOYO_LOCK_TABLE}")
+            rows = reader[0].rows("migration_lock_pid")
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def _lock_message(self, pid: int | None) -> str:
@@ -715,38 +738,32 @@ class Migrator:
     # -- apply and rollback ------------------------------------------------------------------
 
     def _ensure_checksum_table(self) -> None:
-        backend = self.backend
-        with backend.transaction():
-            backend.execute(_CREATE_CHECKSUM_TABLE)
+        with self.backend.transaction():
+            self._bookkeeping().run("create_checksum_table")
 
     def _record_checksums(self, recorded: _Recorded) -> None:
         """Give every applied migration a checksum row in evstore's table (and in 0008's, when
         it exists): the recorded one if there is one (it was verified), else the file's."""
         backend = self.backend
+        book = self._bookkeeping()
         tables = set(backend.list_tables())
-        own = dict(_read_recorded(lambda s: list(backend.execute(s).fetchall()),
-                                  frozenset({CHECKSUM_TABLE} & tables)).checksums)
-        legacy = dict(_read_recorded(lambda s: list(backend.execute(s).fetchall()),
-                                     frozenset({LEGACY_CHECKSUM_TABLE} & tables)).checksums)
+        own = dict(_read_recorded(book, frozenset({CHECKSUM_TABLE} & tables)).checksums)
+        legacy = dict(_read_recorded(book, frozenset({LEGACY_CHECKSUM_TABLE} & tables)).checksums)
         by_id = {m.id: m for m in self.migrations}
         with backend.transaction():
             # Rows of migrations no longer applied (rolled back by plain `yoyo rollback`).
             for table, rows in ((CHECKSUM_TABLE, own), (LEGACY_CHECKSUM_TABLE, legacy)):
                 for mid in set(rows) - set(recorded.applied):
-                    backend.execute(f"DELETE FROM {table} WHERE migration_id = :id",
-                                    {"id": mid})
+                    book.run(_CHECKSUM_QUERIES[table][1], id=mid)
             for mid in recorded.applied:
                 if mid not in by_id:
                     continue
                 sha = recorded.checksums.get(mid) or migration_sha256(Path(by_id[mid].path))
                 for table, rows in ((CHECKSUM_TABLE, own), (LEGACY_CHECKSUM_TABLE, legacy)):
                     if table in tables and rows.get(mid) != sha:
-                        backend.execute(f"DELETE FROM {table} WHERE migration_id = :id",
-                                        {"id": mid})
-                        backend.execute(
-                            f"INSERT INTO {table} (migration_id, sha256) VALUES (:id, :sha)",
-                            {"id": mid, "sha": sha},
-                        )
+                        _read, delete, insert = _CHECKSUM_QUERIES[table]
+                        book.run(delete, id=mid)
+                        book.run(insert, id=mid, sha=sha)
 
     def _forget_checksum(self, migration: Migration) -> None:
         backend = self.backend
@@ -754,15 +771,13 @@ class Migrator:
         with backend.transaction():
             for table in (CHECKSUM_TABLE, LEGACY_CHECKSUM_TABLE):
                 if table in tables:
-                    backend.execute(f"DELETE FROM {table} WHERE migration_id = :id",
-                                    {"id": migration.id})
+                    self._bookkeeping().run(_CHECKSUM_QUERIES[table][1], id=migration.id)
 
     def _recorded_locked(self) -> _Recorded:
         backend = self.backend
         # yoyo upgrades its own tables on first use; do it now, under our lock.
         backend.get_applied_migration_hashes()
-        return _read_recorded(lambda s: list(backend.execute(s).fetchall()),
-                              frozenset(backend.list_tables()))
+        return _read_recorded(self._bookkeeping(), frozenset(backend.list_tables()))
 
     def apply(self, lock_timeout: float = 10, expect: list[str] | None = None) -> list[str]:
         """Apply every pending migration in order; returns the ids applied.

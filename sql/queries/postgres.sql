@@ -302,3 +302,44 @@ FROM event_store
 SELECT setval('subscription_subscription_id_seq', greatest(max(subscription_id), 1),
               max(subscription_id) IS NOT NULL)
 FROM subscription
+-- name: postgres_lock_group
+-- Serialise claims and resets of one consumer group until the transaction ends ("evgr", name).
+SELECT pg_advisory_xact_lock(1702258546, hashtext(:group_name))
+
+-- name: claim_group_member
+-- Take or renew a member's lease: granted when free, expired, or already this holder's.
+INSERT INTO consumer_group_lease (group_name, member, group_size, holder, expires_at)
+VALUES (:group_name, :member, :group_size, :holder,
+        clock_timestamp() + make_interval(secs => :ttl_seconds::double precision))
+ON CONFLICT (group_name, member)
+DO UPDATE SET group_size = excluded.group_size, holder = excluded.holder,
+              expires_at = excluded.expires_at
+WHERE consumer_group_lease.holder = excluded.holder
+   OR consumer_group_lease.expires_at <= clock_timestamp()
+RETURNING holder
+
+-- name: release_group_member
+-- Give a member's lease back, if this holder still has it.
+DELETE FROM consumer_group_lease
+WHERE group_name = :group_name AND member = :member AND holder = :holder
+RETURNING member
+
+-- name: group_leases
+-- Every lease row of a group, with whether it is still live, by member.
+SELECT member, group_size, holder, to_char(expires_at AT TIME ZONE 'UTC',
+       'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), expires_at > clock_timestamp()
+FROM consumer_group_lease
+WHERE group_name = :group_name
+ORDER BY member
+
+-- name: delete_group_leases
+-- Remove every lease row of a group (a reset, once no other process holds a member).
+DELETE FROM consumer_group_lease WHERE group_name = :group_name RETURNING member
+
+-- name: group_checkpoints
+-- A group's live checkpoints: the plain name, and names that start with its member prefix.
+SELECT name, position
+FROM subscription
+WHERE deleted_at IS NULL
+  AND (name = :group_name OR substr(name, 1, :prefix_length) = :member_prefix)
+ORDER BY name

@@ -318,3 +318,40 @@ VALUES (:subscription_id, :name, :position, :created_at, :updated_at, :deleted_a
 -- evstore copy: store a snapshot as the source has it.
 INSERT INTO snapshot (stream_id, version, state, created_at)
 VALUES (:stream_id, :version, :state, :created_at)
+-- name: claim_group_member
+-- Take or renew a member's lease: granted when free, expired, or already this holder's.
+INSERT INTO consumer_group_lease (group_name, member, group_size, holder, expires_at)
+VALUES (:group_name, :member, :group_size, :holder,
+        strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || :ttl_seconds || ' seconds'))
+ON CONFLICT (group_name, member)
+DO UPDATE SET group_size = excluded.group_size, holder = excluded.holder,
+              expires_at = excluded.expires_at
+WHERE consumer_group_lease.holder = excluded.holder
+   OR consumer_group_lease.expires_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+RETURNING holder
+
+-- name: release_group_member
+-- Give a member's lease back, if this holder still has it.
+DELETE FROM consumer_group_lease
+WHERE group_name = :group_name AND member = :member AND holder = :holder
+RETURNING member
+
+-- name: group_leases
+-- Every lease row of a group, with whether it is still live, by member.
+SELECT member, group_size, holder, expires_at,
+       expires_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+FROM consumer_group_lease
+WHERE group_name = :group_name
+ORDER BY member
+
+-- name: delete_group_leases
+-- Remove every lease row of a group (a reset, once no other process holds a member).
+DELETE FROM consumer_group_lease WHERE group_name = :group_name RETURNING member
+
+-- name: group_checkpoints
+-- A group's live checkpoints: the plain name, and names that start with its member prefix.
+SELECT name, position
+FROM subscription
+WHERE deleted_at IS NULL
+  AND (name = :group_name OR substr(name, 1, :prefix_length) = :member_prefix)
+ORDER BY name

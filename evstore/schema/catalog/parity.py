@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
+from evstore.dialects import queries
 from evstore.errors import ConnectionFailed, InvalidURL
 from evstore.schema.catalog import postgres as pg_catalog
 from evstore.schema.catalog import sqlite as sqlite_catalog
@@ -66,25 +68,28 @@ def migration_differences(pg_dir: Folders, sqlite_dir: Folders) -> list[Differen
 
 
 def query_differences(pg_dir: Folders, sqlite_dir: Folders) -> list[Difference]:
-    """The named runtime queries (sql/queries beside the first folder of each, else the
-    shipped files): same names on both sides, with the same parameters. A postgres_ or
-    sqlite_ name is that dialect's own and has no counterpart."""
-    from evstore.dialects.queries import DIALECT_ONLY, parse
+    """The named queries of every set (sql/queries, sql/catalog, sql/tooling beside the first
+    folder of each, else the shipped files): same names on both sides, with the same
+    parameters. A postgres_ or sqlite_ name is that dialect's own and has no counterpart."""
+    from evstore.dialects.queries import DIALECT_ONLY, QUERY_SETS, parse
     from evstore.schema.lint import query_files
 
-    pg_file, lite_file = query_files(as_folders(pg_dir)[0], as_folders(sqlite_dir)[0])
-    pg = parse(pg_file.read_text(encoding="utf-8"), "postgres") if pg_file.is_file() else {}
-    lite = parse(lite_file.read_text(encoding="utf-8"), "sqlite") if lite_file.is_file() else {}
     found = []
-    for name in sorted(set(pg) | set(lite)):
-        if name.startswith(DIALECT_ONLY):
-            continue
-        if (name in pg) != (name in lite):
-            found.append(Difference(f"query {name}", "exists", name in pg, name in lite,
-                                    f"define it in both {pg_file} and {lite_file}"))
-        elif sorted(pg[name].params) != sorted(lite[name].params):
-            found.append(Difference(f"query {name}", "parameters", sorted(pg[name].params),
-                                    sorted(lite[name].params)))
+    for kind in QUERY_SETS:
+        pg_file, lite_file = query_files(as_folders(pg_dir)[0], as_folders(sqlite_dir)[0], kind)
+        pg = parse(pg_file.read_text(encoding="utf-8"), "postgres") if pg_file.is_file() else {}
+        lite = (parse(lite_file.read_text(encoding="utf-8"), "sqlite") if lite_file.is_file()
+                else {})
+        what = "query" if kind == "queries" else f"{kind} query"
+        for name in sorted(set(pg) | set(lite)):
+            if name.startswith(DIALECT_ONLY):
+                continue
+            if (name in pg) != (name in lite):
+                found.append(Difference(f"{what} {name}", "exists", name in pg, name in lite,
+                                        f"define it in both {pg_file} and {lite_file}"))
+            elif sorted(pg[name].params) != sorted(lite[name].params):
+                found.append(Difference(f"{what} {name}", "parameters",
+                                        sorted(pg[name].params), sorted(lite[name].params)))
     return found
 
 
@@ -114,11 +119,13 @@ def scratch_postgres(server: DatabaseURL, prefix: str = "evstore_scratch") -> It
     try:
         # Inside the try: an interrupt right after CREATE must still drop it.
         with _connect_pg(server) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         yield server.with_database(name)
     finally:
         with _connect_pg(server) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def cleanup_scratch(postgres_url: str | None) -> tuple[list[str], list[str]]:
@@ -129,10 +136,9 @@ def cleanup_scratch(postgres_url: str | None) -> tuple[list[str], list[str]]:
     server = _require_postgres(postgres_url, "--postgres")
     dropped, busy = [], []
     with _connect_pg(server) as admin:
+        # A dict of parameters, even empty: the loader doubles the LIKE pattern's %.
         rows = admin.execute(
-            "SELECT d.datname, EXISTS (SELECT 1 FROM pg_stat_activity a "
-            "WHERE a.datname = d.datname AND a.pid <> pg_backend_pid()) "
-            "FROM pg_database d WHERE d.datname LIKE 'evstore\\_%' ORDER BY d.datname"
+            queries.sql("postgres", "tooling")["postgres_scratch_databases"], {}
         ).fetchall()
         for name, in_use in rows:
             if not SCRATCH_NAME.fullmatch(name):
@@ -140,7 +146,7 @@ def cleanup_scratch(postgres_url: str | None) -> tuple[list[str], list[str]]:
             if in_use:
                 busy.append(name)
                 continue
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
             dropped.append(name)
     return dropped, busy
 
@@ -194,7 +200,7 @@ def _compare(
 
 def _current_schema(conn: psycopg.Connection[Any]) -> str:
     """The schema the connection's search_path resolves to (the URL's options may set it)."""
-    row = conn.execute("SELECT current_schema()").fetchone()
+    row = conn.execute(queries.sql("postgres")["postgres_current_schema"]).fetchone()
     return str(row[0]) if row and row[0] else "public"
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from evstore.dialects import queries
 from evstore.schema.catalog.model import (
     Check,
     Column,
@@ -32,82 +33,12 @@ _FK_ACTIONS = {
     "a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT",
 }
 
-_COLUMNS = """
-SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid), a.attidentity
-FROM pg_attribute a
-JOIN pg_class c ON c.oid = a.attrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY c.relname, a.attnum
-"""
 
-_CONSTRAINTS = """
-SELECT c.relname, k.conname, k.contype, pg_get_constraintdef(k.oid),
-       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
-             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
-       f.relname,
-       ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
-             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i),
-       k.confdeltype, k.confupdtype
-FROM pg_constraint k
-JOIN pg_class c ON c.oid = k.conrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_class f ON f.oid = k.confrelid
-WHERE n.nspname = %(schema)s AND k.contype IN ('p', 'u', 'c', 'f')
-ORDER BY c.relname, k.conname
-"""
 
-# Indexes that back a constraint are reported with the constraint, not as indexes.
-_INDEXES = """
-SELECT i.relname, t.relname, x.indisunique, am.amname, pg_get_expr(x.indpred, x.indrelid),
-       ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, true)
-             FROM generate_series(1, x.indnkeyatts) k ORDER BY k),
-       pg_indexam_has_property(am.oid, 'can_order'),
-       ARRAY(SELECT x.indoption[k - 1] FROM generate_series(1, x.indnkeyatts) k ORDER BY k),
-       ARRAY(SELECT co.collname FROM generate_series(1, x.indnkeyatts) k
-             LEFT JOIN pg_collation co ON co.oid = x.indcollation[k - 1] ORDER BY k)
-FROM pg_index x
-JOIN pg_class i ON i.oid = x.indexrelid
-JOIN pg_class t ON t.oid = x.indrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace
-JOIN pg_am am ON am.oid = i.relam
-WHERE n.nspname = %(schema)s
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)
-ORDER BY i.relname
-"""
-
-_TRIGGERS = """
-SELECT g.tgname, c.relname, g.tgtype, p.proname, pg_get_triggerdef(g.oid, true),
-       ARRAY(SELECT a.attname FROM unnest(g.tgattr::int2[]) u(n)
-             JOIN pg_attribute a ON a.attrelid = g.tgrelid AND a.attnum = u.n ORDER BY a.attname)
-FROM pg_trigger g
-JOIN pg_class c ON c.oid = g.tgrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_proc p ON p.oid = g.tgfoid
-WHERE n.nspname = %(schema)s AND NOT g.tgisinternal
-ORDER BY g.tgname
-"""
-
-_FUNCTIONS = """
-SELECT p.proname, l.lanname, p.prosrc
-FROM pg_proc p
-JOIN pg_namespace n ON n.oid = p.pronamespace
-JOIN pg_language l ON l.oid = p.prolang
-WHERE n.nspname = %(schema)s AND p.prokind IN ('f', 'p')
-ORDER BY p.proname
-"""
-
-# Sequences that no identity or serial column owns.
-_SEQUENCES = """
-SELECT s.relname
-FROM pg_class s
-JOIN pg_namespace n ON n.oid = s.relnamespace
-WHERE n.nspname = %(schema)s AND s.relkind = 'S'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = s.oid AND d.deptype IN ('a', 'i'))
-ORDER BY s.relname
-"""
+def _rows(conn: psycopg.Connection[Any], name: str, **params: str) -> list[tuple[Any, ...]]:
+    """The rows of one named query of sql/catalog/postgres.sql (always with a dict of
+    parameters: the loader doubles each literal %, which psycopg undoes only then)."""
+    return conn.execute(queries.sql("postgres", "catalog")[name], params).fetchall()
 
 
 def _timing_and_events(tgtype: int) -> tuple[str, tuple[str, ...], str]:
@@ -123,15 +54,14 @@ def introspect(conn: psycopg.Connection[Any], schema: str = "public") -> Schema:
 
     The search_path is fixed to the schema for the duration, so pg_get_*def print names
     unqualified and identically whatever the caller's setting was."""
-    params = {"schema": schema}
     with conn.transaction():
-        conn.execute("SELECT set_config('search_path', %s, true)", (schema,))
-        columns = conn.execute(_COLUMNS, params).fetchall()
-        constraints = conn.execute(_CONSTRAINTS, params).fetchall()
-        indexes = conn.execute(_INDEXES, params).fetchall()
-        triggers = conn.execute(_TRIGGERS, params).fetchall()
-        functions = conn.execute(_FUNCTIONS, params).fetchall()
-        sequences = conn.execute(_SEQUENCES, params).fetchall()
+        _rows(conn, "postgres_catalog_search_path", schema=schema)
+        columns = _rows(conn, "postgres_catalog_columns", schema=schema)
+        constraints = _rows(conn, "postgres_catalog_constraints", schema=schema)
+        indexes = _rows(conn, "postgres_catalog_indexes", schema=schema)
+        triggers = _rows(conn, "postgres_catalog_triggers", schema=schema)
+        functions = _rows(conn, "postgres_catalog_functions", schema=schema)
+        sequences = _rows(conn, "postgres_catalog_sequences", schema=schema)
 
     cols: dict[str, list[Column]] = defaultdict(list)
     for table, _num, name, type_, not_null, default, identity in columns:
@@ -263,32 +193,27 @@ class ExpressionNormalizer:
         try:
             with self.conn.transaction(force_rollback=True):
                 self.conn.execute(
-                    f'ALTER TABLE "{copy}" ADD CONSTRAINT evstore_norm CHECK ({expression}) '
-                    "NOT VALID"
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT evstore_norm CHECK ({}) NOT VALID")
+                    .format(sql.Identifier(copy), sql.SQL(expression))
                 )
-                row = self.conn.execute(
-                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-                    "WHERE conname = 'evstore_norm' AND conrelid = %s::regclass",
-                    (f'"{copy}"',),
-                ).fetchone()
+                rows = _rows(self.conn, "postgres_norm_check", copy=copy)
         except psycopg.Error:
             return None
-        return strip_not_valid(row[0]) if row else None
+        return strip_not_valid(rows[0][0]) if rows else None
 
     def predicate(self, table: str, expression: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
-            "AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum LIMIT 1",
-            (self.schema, table),
-        ).fetchone()
-        if row is None:
+        rows = _rows(self.conn, "postgres_catalog_first_column", schema=self.schema,
+                     table=table)
+        if not rows:
             return None
-        column = '"' + str(row[0]).replace('"', '""') + '"'
-        return self._index_part(table, f"({column}) WHERE {expression}", "pred")
+        return self._index_part(
+            table,
+            sql.SQL("({}) WHERE {}").format(sql.Identifier(str(rows[0][0])), sql.SQL(expression)),
+            "pred",
+        )
 
     def index_column(self, table: str, expression: str) -> str | None:
-        return self._index_part(table, f"(({expression}))", "col")
+        return self._index_part(table, sql.SQL("(({}))").format(sql.SQL(expression)), "col")
 
     def trigger_when(
         self, table: str, timing: str, events: tuple[str, ...], expression: str
@@ -298,38 +223,40 @@ class ExpressionNormalizer:
         copy = self._copy_of(table)
         if copy is None:
             return None
-        on = " OR ".join(e for e in events if e != "TRUNCATE") or "UPDATE"
+        # Keywords from fixed sets, never from the SQLite text.
+        on = [e for e in events if e in ("INSERT", "UPDATE", "DELETE")] or ["UPDATE"]
         when = timing if timing in ("BEFORE", "AFTER") else "AFTER"
         try:
             with self.conn.transaction(force_rollback=True):
                 # Any trigger function will do: the trigger never fires.
                 self.conn.execute(
-                    f'CREATE TRIGGER evstore_norm_tg {when} {on} ON "{copy}" FOR EACH ROW '
-                    f"WHEN ({expression}) EXECUTE FUNCTION suppress_redundant_updates_trigger()"
+                    sql.SQL(
+                        "CREATE TRIGGER evstore_norm_tg {} {} ON {} FOR EACH ROW WHEN ({}) "
+                        "EXECUTE FUNCTION suppress_redundant_updates_trigger()"
+                    ).format(
+                        sql.SQL(when), sql.SQL(" OR ").join(sql.SQL(e) for e in on),
+                        sql.Identifier(copy), sql.SQL(expression),
+                    )
                 )
-                row = self.conn.execute(
-                    "SELECT pg_get_triggerdef(oid, true) FROM pg_trigger "
-                    "WHERE tgname = 'evstore_norm_tg' AND tgrelid = %s::regclass",
-                    (f'"{copy}"',),
-                ).fetchone()
+                rows = _rows(self.conn, "postgres_norm_trigger", copy=copy)
         except psycopg.Error:
             return None
-        return trigger_when(str(row[0])) if row else None
+        return trigger_when(str(rows[0][0])) if rows else None
 
-    def _index_part(self, table: str, clause: str, part: str) -> str | None:
+    def _index_part(self, table: str, clause: sql.Composable, part: str) -> str | None:
         copy = self._copy_of(table)
         if copy is None:
             return None
         try:
             with self.conn.transaction(force_rollback=True):
-                self.conn.execute(f'CREATE INDEX evstore_norm_ix ON "{copy}" {clause}')
-                row = self.conn.execute(
-                    "SELECT pg_get_expr(x.indpred, x.indrelid), "
-                    "pg_get_indexdef(x.indexrelid, 1, true) FROM pg_index x "
-                    "JOIN pg_class i ON i.oid = x.indexrelid WHERE i.relname = 'evstore_norm_ix'"
-                ).fetchone()
+                self.conn.execute(
+                    sql.SQL("CREATE INDEX evstore_norm_ix ON {} {}").format(
+                        sql.Identifier(copy), clause
+                    )
+                )
+                rows = _rows(self.conn, "postgres_norm_index")
         except psycopg.Error:
             return None
-        if row is None:
+        if not rows:
             return None
-        return str(row[0] if part == "pred" else row[1])
+        return str(rows[0][0] if part == "pred" else rows[0][1])

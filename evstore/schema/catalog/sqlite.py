@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
+from evstore.dialects import queries
 from evstore.schema.catalog.model import (
     Check,
     Column,
@@ -249,10 +251,7 @@ def pg_spelling(expression: str) -> str:
 
 def introspect(conn: sqlite3.Connection) -> Schema:
     """The schema of a SQLite database, leaving out yoyo's tables and sqlite_* internals."""
-    rows = conn.execute(
-        "SELECT type, name, tbl_name, sql FROM sqlite_schema "
-        "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name"
-    ).fetchall()
+    rows = _rows(conn, "sqlite_catalog_objects")
     result = Schema(dialect="sqlite")
     for kind, name, table, sql in rows:
         if table in IGNORED_TABLES or sql is None:
@@ -269,14 +268,14 @@ def introspect(conn: sqlite3.Connection) -> Schema:
     return result
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _rows(conn: sqlite3.Connection, name: str, **params: str) -> list[tuple[Any, ...]]:
+    """The rows of one named query of sql/catalog/sqlite.sql."""
+    return conn.execute(queries.sql("sqlite", "catalog")[name], params).fetchall()
 
 
 def _table(conn: sqlite3.Connection, name: str, sql: str) -> Table:
     parsed = _parse_table(sql)
-    info = conn.execute(f"SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden "
-                        f"FROM pragma_table_xinfo({_q(name)}) ORDER BY cid").fetchall()
+    info = _rows(conn, "sqlite_catalog_columns", table=name)
     pk_cols = tuple(r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5]))
     rowid_alias = len(pk_cols) == 1 and any(
         r[1] == pk_cols[0] and r[2].upper() == "INTEGER" for r in info
@@ -302,21 +301,14 @@ def _table(conn: sqlite3.Connection, name: str, sql: str) -> Table:
         PrimaryKey(parsed.constraint_names.get(("p", pk_cols)), pk_cols) if pk_cols else None
     )
     uniques = []
-    for _seq, index_name, _unique, origin, _partial in conn.execute(
-        f"SELECT seq, name, \"unique\", origin, partial FROM pragma_index_list({_q(name)})"
-    ).fetchall():
+    for _seq, index_name, _unique, origin, _partial in _rows(
+        conn, "sqlite_catalog_index_list", table=name
+    ):
         if origin != "u":
             continue
-        cols = tuple(
-            r[0] for r in conn.execute(
-                f"SELECT name FROM pragma_index_info({_q(index_name)}) ORDER BY seqno"
-            ).fetchall()
-        )
+        cols = tuple(r[0] for r in _rows(conn, "sqlite_catalog_index_columns", index=index_name))
         uniques.append(Unique(parsed.constraint_names.get(("u", cols)), cols))
-    fk_rows = conn.execute(
-        f"SELECT id, seq, \"table\", \"from\", \"to\", on_update, on_delete "
-        f"FROM pragma_foreign_key_list({_q(name)}) ORDER BY id, seq"
-    ).fetchall()
+    fk_rows = _rows(conn, "sqlite_catalog_foreign_keys", table=name)
     grouped: dict[int, list[tuple[object, ...]]] = {}
     for r in fk_rows:
         grouped.setdefault(r[0], []).append(r)
@@ -346,16 +338,13 @@ def _table(conn: sqlite3.Connection, name: str, sql: str) -> Table:
 
 def _index(conn: sqlite3.Connection, name: str, table: str, sql: str) -> Index:
     listed = {
-        r[0]: (bool(r[1]), bool(r[2]))
-        for r in conn.execute(
-            f"SELECT name, \"unique\", partial FROM pragma_index_list({_q(table)})"
-        ).fetchall()
+        index_name: (bool(unique), bool(partial))
+        for _seq, index_name, unique, _origin, partial in _rows(
+            conn, "sqlite_catalog_index_list", table=table
+        )
     }
     unique, _partial = listed.get(name, (False, False))
-    key_rows = conn.execute(
-        f"SELECT seqno, cid, name, \"desc\", coll FROM pragma_index_xinfo({_q(name)}) "
-        "WHERE key = 1 ORDER BY seqno"
-    ).fetchall()
+    key_rows = _rows(conn, "sqlite_catalog_index_keys", index=name)
     expressions = _index_expressions(sql)
     columns = tuple(
         str(r[2]) if r[1] >= 0 else expressions[r[0]] for r in key_rows
