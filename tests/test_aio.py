@@ -384,3 +384,13 @@ def test_the_asyncio_example_runs(tmp_path: Path) -> None:
     assert "order-1: Placed, Paid" in done.stdout
     assert "tail saw 3 events" in done.stdout
 
+
+
+@run
+async def test_read_url_is_refused_with_the_remedy(tmp_path: Path) -> None:
+    # The async driver has no read routing yet: it must refuse read_url, not ignore it and
+    # read from the primary while the caller believes it reads from the standby.
+    url = f"sqlite:///{tmp_path / 'refused.db'}"
+    with pytest.raises(InvalidInput, match=r"read_url.*evstore\.connect\(url, read_url"):
+        await evstore.aio.connect(url, read_url=url)
+    assert not (tmp_path / "refused.db").exists()  # nothing opened
