@@ -50,10 +50,19 @@ class AsyncProjection(Protocol):
     def apply(self, tx: AsyncTransaction, event: RecordedEvent) -> Awaitable[None] | None: ...
 
 
-async def connect(url: str, **options: Unpack[Options]) -> AsyncStore:
+async def connect(
+    url: str, *, read_url: str | None = None, **options: Unpack[Options]
+) -> AsyncStore:
     """Open an AsyncStore. The URL and the keyword arguments are evstore.connect's
     (migrations_dir, lock_timeout, pool_size, schema, app_migrations_dir); pool_size: on
-    PostgreSQL, the most connections that tasks sharing this store use at once."""
+    PostgreSQL, the most connections that tasks sharing this store use at once. read_url is
+    the sync Store's only: an AsyncStore reads from and writes to one server."""
+    if read_url is not None:
+        raise InvalidInput(
+            "evstore.aio.connect does not take read_url yet: an AsyncStore reads and writes on "
+            "one server. Use the sync evstore.connect(url, read_url=...) to read from a "
+            "standby, or leave read_url out to read from the primary"
+        )
     store = AsyncStore(parse_url(url), **options)
     store._backend = await open_backend(store.url, store.lock_timeout, store.pool_size,
                                         store.schema)

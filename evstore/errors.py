@@ -176,6 +176,45 @@ class RefusedRole(InvalidInput):
     """evstore will not grant the event store's privileges to this role."""
 
 
+class CopyRefused(EvstoreError):
+    """evstore copy will not write to this destination; nothing was written."""
+
+
+class CopyMismatch(EvstoreError):
+    """The copy's destination differs from its source, or the source fails its own digests."""
+
+
+class ReadOnlyStore(EvstoreError):
+    """The store's server is a hot standby, which serves reads only."""
+
+    def __init__(self, message: str | None = None, *, where: str | None = None,
+                 operation: str | None = None) -> None:
+        if where is not None:
+            message = (
+                f"{where} is a standby (a PostgreSQL server in recovery), which serves reads "
+                f"only: {operation or 'this operation'} writes. Connect to the primary for "
+                "writes, or use evstore.connect(primary_url, read_url=standby_url) to read "
+                "from the standby and write to the primary"
+            )
+        elif message is not None:
+            message = (f"{message}; the server is a standby or the transaction is read-only: "
+                       "write through the primary")
+        super().__init__(message)
+
+
+class ReplicaLagTimeout(EvstoreError):
+    """The read server did not reach a position this Store wrote within read_wait_timeout."""
+
+    def __init__(self, where: str, position: int, reached: int, seconds: float) -> None:
+        self.position = position
+        self.reached = reached
+        self.seconds = seconds
+        super().__init__(
+            f"{where} has events up to position {reached}, not yet {position}, which this "
+            f"Store appended; waited {seconds:g}s (read_wait_timeout). The standby lags: check "
+            "replication on the primary (SELECT * FROM pg_stat_replication), raise "
+            "evstore.connect(..., read_wait_timeout=SECONDS), or read from the primary"
+        )
 class GroupError(EvstoreError):
     """A consumer group was misconfigured; nothing was processed."""
 

@@ -15,6 +15,7 @@ from evstore.dialects.base import Backend, Plan, Request
 from evstore.errors import InvalidInput, StoreClosed
 from evstore.events import ANY, Expected, NewEvent, RecordedEvent, Snapshot
 from evstore.plans import MAX_INT, check_int
+from evstore.routing import Routing, in_recovery, queries_for
 from evstore.schema.migrations import MigrationState, Migrator, default_dir
 from evstore.urls import DatabaseURL, parse_url
 
@@ -32,6 +33,7 @@ class Projection(Protocol):
 
 
 DEFAULT_LOCK_TIMEOUT = 5.0  # seconds an append waits for the append lock
+DEFAULT_READ_WAIT_TIMEOUT = 5.0  # seconds a read waits for the read server to catch up
 
 
 class Options(TypedDict, total=False):
@@ -54,6 +56,8 @@ def connect(
     pool_size: int = 8,
     schema: str | None = None,
     app_migrations_dir: str | Path | Mapping[str, str | Path] | None = None,
+    read_url: str | None = None,
+    read_wait_timeout: float = DEFAULT_READ_WAIT_TIMEOUT,
 ) -> Store:
     """Open a store. The dialect comes from the URL scheme:
     sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:, postgresql://...
@@ -63,7 +67,14 @@ def connect(
     threads sharing this Store use at once. schema: on PostgreSQL, the schema that holds the
     store (and yoyo's tables); without it, the first schema of the URL's search_path.
     app_migrations_dir: the application's own migrations, applied by migrate() after evstore's
-    in the same yoyo run; one folder, or {"postgres": ..., "sqlite": ...} to pick by dialect."""
+    in the same yoyo run; one folder, or {"postgres": ..., "sqlite": ...} to pick by dialect.
+
+    A URL of a PostgreSQL hot standby opens a read-only store: reads and tails work (a tail
+    polls there), every write raises ReadOnlyStore. read_url: on PostgreSQL, a server (a hot
+    standby) that serves this Store's reads and tails while `url` takes its writes; a read that
+    follows this Store's own append waits until the read server has it, at most
+    read_wait_timeout seconds, then raises ReplicaLagTimeout (evstore/routing.py says which
+    operation goes where)."""
     return Store(
         parse_url(url),
         migrations_dir=migrations_dir,
@@ -71,6 +82,8 @@ def connect(
         pool_size=pool_size,
         schema=schema,
         app_migrations_dir=app_migrations_dir,
+        read_url=parse_url(read_url) if read_url is not None else None,
+        read_wait_timeout=read_wait_timeout,
     )
 
 
@@ -176,6 +189,8 @@ class Settings:
         pool_size: int = 8,
         schema: str | None = None,
         app_migrations_dir: str | Path | Mapping[str, str | Path] | None = None,
+        read_url: DatabaseURL | None = None,
+        read_wait_timeout: float = DEFAULT_READ_WAIT_TIMEOUT,
     ) -> None:
         self.schema = check_schema(schema, url.dialect)
         if isinstance(app_migrations_dir, Mapping):
@@ -191,8 +206,16 @@ class Settings:
                 f"{lock_timeout!r}"
             )
         check_int(pool_size, "pool_size", 1)
+        check_seconds(read_wait_timeout, "read_wait_timeout")
+        if read_url is not None and (url.dialect != "postgres" or read_url.dialect != "postgres"):
+            raise InvalidInput(
+                "read_url names a PostgreSQL server (a hot standby) for the reads of a "
+                "PostgreSQL store; a SQLite store reads its own file"
+            )
         self.pool_size = pool_size
         self.url = url
+        self.read_url = read_url
+        self.read_wait_timeout = float(read_wait_timeout)
         self.dialect = url.dialect
         self.lock_timeout = float(lock_timeout)
         self.migrations_dir = (
@@ -229,14 +252,26 @@ class Store(Settings):
         self._backend: Backend | None = open_backend(
             self.url, self.lock_timeout, self.pool_size, self.schema
         )
-        self._q = self._backend.queries  # type: ignore[attr-defined]
+        reader = None
+        if self.read_url is not None:
+            try:
+                reader = open_backend(self.read_url, self.lock_timeout, self.pool_size,
+                                      self.schema)
+            except BaseException:
+                self._backend.close()
+                raise
+        # Writes run on the Store's own server, reads on the one Routing picks (evstore.routing).
+        self._routing: Routing | None = Routing(self._backend, reader, self.read_wait_timeout)
+        self._q = queries_for(self._backend)
         self._driver = Driver(self, self._backend)  # holds no state of a call: shared
+        self._read_driver = Driver(self, reader) if reader is not None else self._driver
         self._leases: groups.Leases | None = None  # consumer-group members this Store holds
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        return f"<evstore.Store {self.url.redacted}>"
+        reads = f" reading from {self.read_url.redacted}" if self.read_url else ""
+        return f"<evstore.Store {self.url.redacted}{reads}>"
 
     def __enter__(self) -> Self:
         return self
@@ -250,6 +285,9 @@ class Store(Settings):
         self.close()
 
     def close(self) -> None:
+        if self._routing is not None:
+            self._routing.close()
+            self._routing = None
         if self._backend is not None:
             if self._leases is not None:
                 self._run(self._leases.releasing_all(self._q))
@@ -261,9 +299,53 @@ class Store(Settings):
             raise StoreClosed()
         return self._backend
 
+    def _route(self) -> Routing:
+        if self._routing is None:
+            raise StoreClosed()
+        return self._routing
+
     def _run(self, plan: Plan[T]) -> T:
         self._live()
         return self._driver.run(plan)
+
+    def _write(self, operation: str, plan: Plan[T]) -> T:
+        """A write plan, on the Store's own server; ReadOnlyStore when it is a standby."""
+        try:
+            self._route().writable(operation)
+        except BaseException:
+            plan.close()
+            raise
+        return self._driver.run(plan)
+
+    def _reading(self) -> Driver:
+        """The driver of the read server: the read_url's once it has this Store's own appends
+        (inside this thread's transaction, the Store's own, which sees what it wrote)."""
+        backend = self._route().readable()
+        return self._driver if backend is self._backend else self._read_driver
+
+    def _read(self, plan: Plan[T]) -> T:
+        try:
+            driver = self._reading()
+        except BaseException:
+            plan.close()
+            raise
+        return driver.run(plan)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this Store's server is a hot standby, which refuses every write."""
+        return in_recovery(self._live())
+
+    def wait_for_position(self, position: int, timeout: float | None = None) -> bool:
+        """Wait until the server this Store reads from (its read_url, else its own) shows
+        `position`, at most `timeout` seconds (default: read_wait_timeout). Returns whether it
+        does: a position read on the primary can then be read on the standby."""
+        check_int(position, "position", 0)
+        routing = self._route()
+        if timeout is None:
+            timeout = routing.read_wait_timeout
+        check_seconds(timeout, "timeout")
+        return routing.wait_for_position(position, float(timeout))
 
     # -- migrations --------------------------------------------------------------------------
 
@@ -272,12 +354,14 @@ class Store(Settings):
 
     def migrate(self, lock_timeout: float = 10) -> list[str]:
         """Apply pending migrations through yoyo; returns the ids applied."""
+        self._route().writable("migrate")
         return self._migrate(lambda m: m.apply(lock_timeout=lock_timeout))
 
     def rollback(
         self, to: str | None = None, *, count: int | None = None, lock_timeout: float = 10
     ) -> list[str]:
         """Undo the last migration, `count` of them, or every one after `to` ("base": all)."""
+        self._route().writable("rollback")
         return self._migrate(lambda m: m.rollback(to=to, count=count, lock_timeout=lock_timeout))
 
     def status(self) -> list[MigrationState]:
@@ -285,6 +369,7 @@ class Store(Settings):
         return self._migrate(Migrator.status)
 
     def break_lock(self) -> None:
+        self._route().writable("break_lock")
         self._migrate(Migrator.break_lock)
 
     # -- writing -----------------------------------------------------------------------------
@@ -292,7 +377,8 @@ class Store(Settings):
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """`with store.transaction() as tx:` commits on success, rolls back on any error."""
-        with self._live().transaction():
+        routing = self._route()
+        with routing.transaction(), routing.writable("a transaction").transaction():
             yield Transaction(self)
 
     def append(
@@ -305,7 +391,10 @@ class Store(Settings):
 
         Appending the same event ids at the same versions again returns the stored records.
         """
-        return self._run(plans.append(self._q, stream_id, events, expected_version))
+        recorded = self._write("append", plans.append(self._q, stream_id, events,
+                                                     expected_version))
+        self._route().appended(recorded)
+        return recorded
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run SQL with ? placeholders on either dialect (read models, ad-hoc queries)."""
@@ -314,17 +403,17 @@ class Store(Settings):
     def run_query(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
         """Run one of evstore's own named statements (sql/queries/<dialect>.sql), for its
         tools: verify, the command line."""
-        return self._run(plans.run_query(self._q, name, params))
+        return self._run(plans.run_query(self._q, name, params))  # the primary: see routing
 
     # -- reading -----------------------------------------------------------------------------
 
     def get_event(self, event_id: str) -> RecordedEvent | None:
         """The event with this id, or None."""
-        return self._run(plans.get_event(self._q, event_id))
+        return self._read(plans.get_event(self._q, event_id))
 
     def stream_version(self, stream_id: str) -> int | None:
         """The stream's current version, or None when it has no events."""
-        return self._run(plans.stream_version(self._q, stream_id))
+        return self._read(plans.stream_version(self._q, stream_id))
 
     def read_stream(
         self,
@@ -337,23 +426,23 @@ class Store(Settings):
         or 1); backwards=True gives them newest first, down from `from_version` (default: the
         stream's last event), so read_stream(s, backwards=True, limit=2) is the last two
         events, newest first."""
-        return self._run(plans.read_stream(self._q, stream_id, from_version, limit, backwards))
+        return self._read(plans.read_stream(self._q, stream_id, from_version, limit, backwards))
 
     def read_all(
         self, after: int = 0, limit: int = 1000, types: Sequence[str] | None = None
     ) -> list[RecordedEvent]:
         """Up to `limit` events with position > `after`, in global order."""
-        return self._run(plans.read_all(self._q, after, limit, types))
+        return self._read(plans.read_all(self._q, after, limit, types))
 
     def iter_all(
         self, after: int = 0, types: Sequence[str] | None = None, page_size: int = 1000
     ) -> Iterator[RecordedEvent]:
         """Every event after `after` in global order, read page by page (flat memory)."""
-        yield from Driver(self, self._live()).each(plans.iter_all(self._q, after, types, page_size))
+        yield from self._reading().each(plans.iter_all(self._q, after, types, page_size))
 
     def head_position(self) -> int:
         """The highest committed position, 0 for an empty log."""
-        return self._run(plans.head_position(self._q))
+        return self._read(plans.head_position(self._q))
 
     def tail(
         self,
@@ -381,16 +470,20 @@ class Store(Settings):
         """
         group = groups.check_member(group_member, group_size)
         stopped = threading.Event()
+        backend = self._live()
+        reads = self._route().reader or backend
+        # LISTEN wakes a PostgreSQL tail; SQLite and a standby (no LISTEN there) poll.
+        if poll_interval is None and in_recovery(reads):
+            poll_interval = 0.05
         state = plans.tail_state(self.dialect, self.url.is_memory, stopped.is_set, after,
                                  types, poll_interval, idle_timeout, page_size,
                                  reconnect_attempts)
-        backend = self._live()
-        url, timeout, schema = self.url, self.lock_timeout, self.schema
+        url, timeout, schema = self.read_url or self.url, self.lock_timeout, self.schema
 
         def opener() -> Backend:
             return backend if state.shared else open_backend(url, timeout, 1, schema)
 
-        driver, plan = TailDriver(self, opener, stopped), plans.tail(self._q, state)
+        driver, plan = TailDriver(self, opener, stopped), plans.tail(queries_for(reads), state)
         if group is not None:
             return MemberTail(driver, plan, state, member=group[0], size=group[1])
         return Tail(driver, plan, state)
@@ -414,8 +507,8 @@ class Store(Settings):
         streams, its own checkpoint, and a lease that refuses a second process on the same
         member or a changed group size."""
         group = groups.check_member(group_member, group_size)
-        return self._run(plans.project(self._q, projection, batch_size, progress, group,
-                                       self._group_leases))
+        return self._write("run_projection", plans.project(
+            self._q, projection, batch_size, progress, group, self._group_leases))
 
     def replay(
         self,
@@ -433,7 +526,8 @@ class Store(Settings):
         afterwards by run_projection. On SQLite that transaction holds the write lock for the
         whole replay (see README, "Replay"); atomic=False commits batch by batch instead, as
         run_projection does, and leaves a partly built view if it fails."""
-        return self._run(plans.replay(self._q, projection, batch_size, progress, atomic))
+        return self._write("replay",
+                           plans.replay(self._q, projection, batch_size, progress, atomic))
 
     # -- consumer groups ---------------------------------------------------------------------
 
@@ -453,7 +547,8 @@ class Store(Settings):
         holds a member. Returns the members as they were."""
         name, reset = (group, None) if isinstance(group, str) else (
             group.name, getattr(group, "reset", None))
-        return self._run(groups.reset_group(self._q, self._group_leases(), name, reset))
+        return self._write("reset_group",
+                           groups.reset_group(self._q, self._group_leases(), name, reset))
 
     def checkpoint(self, name: str) -> int:
         """The position a named subscription or projection has processed up to (0 if none)."""
@@ -464,23 +559,34 @@ class Store(Settings):
         compare-and-set: it is saved only if the checkpoint is at `expected` (a missing one
         counts as 0), else CheckpointConflict. Inside store.transaction(), tx.save_checkpoint
         commits with the transaction's appends and writes."""
-        self._run(plans.save_checkpoint(self._q, name, position, expected))
+        self._write("save_checkpoint",
+                    plans.save_checkpoint(self._q, name, position, expected))
 
     def delete_subscription(self, name: str) -> bool:
         """Soft-delete a subscription (its row keeps deleted_at); True if one was active."""
-        return self._run(plans.delete_subscription(self._q, name))
+        return self._write("delete_subscription", plans.delete_subscription(self._q, name))
 
     # -- snapshots ---------------------------------------------------------------------------
 
     def save_snapshot(self, stream_id: str, version: int, state: Any) -> Snapshot:
         """Save the state of a stream as of `version` (which must exist). The state is a
         JSON value, or bytes (stored as {"$bytes": "<base64>"}, loaded as bytes)."""
-        return self._run(plans.save_snapshot(self._q, stream_id, version, state))
+        return self._write("save_snapshot",
+                           plans.save_snapshot(self._q, stream_id, version, state))
 
     def load_snapshot(self, stream_id: str, version: int | None = None) -> Snapshot | None:
         """The stream's latest snapshot, or with `version` its latest at or below that
         version (to rebuild the state as of a version); None if there is none."""
-        return self._run(plans.load_snapshot(self._q, stream_id, version))
+        return self._read(plans.load_snapshot(self._q, stream_id, version))
+
+
+def check_seconds(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        0 <= value <= 86400
+    ):
+        raise InvalidInput(
+            f"{what} must be a number of seconds from 0 to 86400, not {value!r}"
+        )
 
 
 class Driver:
@@ -522,7 +628,7 @@ class Driver:
                 value, error = None, e
 
     def transaction(self, plan: Plan[T]) -> T:
-        with self.backend.transaction():
+        with self.store._route().transaction(), self.backend.transaction():
             return Driver(self.store, self.backend, Transaction(self.store)).run(plan)
 
     def apply(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -46,6 +46,7 @@ class LocalServer:
     port: int
     socket_dir: str
     _pg_ctl: Callable[..., None]
+    data_dir: str = ""
 
     @property
     def url(self) -> str:
@@ -59,9 +60,17 @@ class LocalServer:
 
 
 @contextlib.contextmanager
-def local_server(hba: str | None = None, settings: Sequence[str] = ()) -> Iterator[LocalServer]:
+def local_server(
+    hba: str | None = None,
+    settings: Sequence[str] = (),
+    standby_of: LocalServer | None = None,
+) -> Iterator[LocalServer]:
     """initdb + pg_ctl in a temporary folder, as an unprivileged user when run as root (initdb
-    refuses root). `hba` replaces pg_hba.conf; `settings` are extra `-c name=value`."""
+    refuses root). `hba` replaces pg_hba.conf; `settings` are extra `-c name=value`.
+
+    standby_of: instead of initdb, `pg_basebackup -R` from that running server, which makes
+    this one a hot standby streaming from it (initdb's pg_hba.conf admits replication from
+    loopback)."""
     bindir = _bindir()
     if bindir is None:
         raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl) found")
@@ -86,16 +95,23 @@ def local_server(hba: str | None = None, settings: Sequence[str] = ()) -> Iterat
                        capture_output=True, preexec_fn=preexec, env=env, cwd=workdir)
 
     try:
-        subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E",
-             "UTF8"], check=True, capture_output=True, preexec_fn=preexec, env=env, cwd=workdir)
+        if standby_of is None:
+            subprocess.run(
+                [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                 "-E", "UTF8"],
+                check=True, capture_output=True, preexec_fn=preexec, env=env, cwd=workdir)
+        else:
+            subprocess.run(
+                [str(bindir / "pg_basebackup"), "-D", str(data), "-R", "-X", "stream",
+                 "-c", "fast", "-h", "127.0.0.1", "-p", str(standby_of.port), "-U", "postgres"],
+                check=True, capture_output=True, preexec_fn=preexec, env=env, cwd=workdir)
         if hba is not None:
             subprocess.run(["/bin/sh", "-c", 'printf "%s" "$1" > "$2"', "sh", hba,
                             str(data / "pg_hba.conf")], check=True, preexec_fn=preexec)
         options = " ".join([f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off",
                             *(f"-c {setting}" for setting in settings)])
         pg_ctl("-l", str(workdir / "log"), "-w", "-o", options, "start", check=True)
-        yield LocalServer(port, str(sock), pg_ctl)
+        yield LocalServer(port, str(sock), pg_ctl, str(data))
     finally:
         pg_ctl("-m", "immediate", "-w", "stop")
         shutil.rmtree(workdir, ignore_errors=True)

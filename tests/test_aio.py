@@ -431,3 +431,13 @@ async def test_async_consumer_group_members_split_the_log(file_url: str) -> None
         assert len(reset) == 2 and await first.group_status("g") == []
         plain = Seen("g")
         assert await first.run_projection(plain) == 12 and ids(plain.events) == ids(log)
+
+
+@run
+async def test_read_url_is_refused_with_the_remedy(tmp_path: Path) -> None:
+    # The async driver has no read routing yet: it must refuse read_url, not ignore it and
+    # read from the primary while the caller believes it reads from the standby.
+    url = f"sqlite:///{tmp_path / 'refused.db'}"
+    with pytest.raises(InvalidInput, match=r"read_url.*evstore\.connect\(url, read_url"):
+        await evstore.aio.connect(url, read_url=url)
+    assert not (tmp_path / "refused.db").exists()  # nothing opened

@@ -23,7 +23,7 @@ from types import FrameType
 
 import evstore
 from evstore import config, errors
-from evstore.cli import events, migrations, operations, relay, schema
+from evstore.cli import copy, events, migrations, operations, relay, schema
 from evstore.cli.common import (
     EXIT_CODES,
     EXIT_DIFFERENT,
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     options = option_groups()
-    for group in (migrations, schema, events, operations, relay):
+    for group in (migrations, schema, events, operations, copy, relay):
         group.register(add, options)
     return parser
 
@@ -65,7 +65,7 @@ _USAGE_ERRORS = (
     UsageError, config.ConfigError, errors.InvalidURL, errors.ConnectionFailed,
     errors.MigrationsNotFound,
     errors.MigrationLocked, errors.UnknownMigration, errors.InvalidInput,
-    errors.BadMigrationName, errors.ConfirmationRequired,
+    errors.BadMigrationName, errors.ConfirmationRequired, errors.CopyRefused,
 )
 
 

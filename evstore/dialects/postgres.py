@@ -16,6 +16,7 @@ rollback never takes another thread's append with it.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -43,6 +44,7 @@ from evstore.errors import (
     ConnectionFailed,
     DatabaseError,
     EvstoreError,
+    ReadOnlyStore,
 )
 from evstore.events import EncodedEvent, Expected, RecordedEvent, decode_json
 from evstore.events import Snapshot as SnapshotRecord
@@ -77,6 +79,8 @@ def translate(error: psycopg.Error, lock_timeout: float | None = None) -> Evstor
             "WHERE pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted); "
             "a multi-append store.transaction() holds the lock until it commits.",
         )
+    if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
+        return ReadOnlyStore(f"PostgreSQL refused a write: {message}")
     if isinstance(error, psycopg.errors.UndefinedFunction) and "evstore_append" in message:
         return DatabaseError(
             "evstore_append() does not exist in this database: run `evstore migrate` "
@@ -161,9 +165,11 @@ class PostgresBackend(SyncQueries):
         # The first connection; a bad URL fails here, clearly.
         self.conn = open_connection(url, schema)
         self._connect_args = connect_args(url, schema)
-        row = self.conn.execute(SQL["postgres_current_schema"]).fetchone()
+        row = self.conn.execute(SQL["postgres_session"]).fetchone()
         # The schema this store lives in: named, or the first of the URL's search_path.
         self.schema: str | None = row[0] if row else None
+        # A hot standby: it serves reads only, and allows no LISTEN (see ReplayWake).
+        self.in_recovery = bool(row[1]) if row else False
         self._conn_free = threading.Lock()
         self._pool: Any = None
         self._pool_size = pool_size
@@ -410,3 +416,28 @@ QUERIES = PostgresBackend.queries = Queries(
     ),
     wake=NotifyWake,
 )
+
+
+class ReplayWake:
+    """A tail's wake-up on a hot standby, which allows no LISTEN: it polls how far the
+    standby has replayed the primary's WAL, like SQLite's data_version. prime() reads the
+    replay position before the tail's first read, so a commit replayed during that read (or
+    between it and the next wait) moves it past the baseline and wakes the next wait."""
+
+    def __init__(self, memory: bool = False) -> None:
+        self.last: Any = None
+
+    def prime(self) -> Plan[None]:
+        self.last = (yield call("rows", SQL["postgres_replay_lsn"]))[0][0]
+
+    def wait(self, poll_interval: float) -> Plan[bool]:
+        if (yield call("wait", poll_interval)):
+            return False  # stopped
+        current = (yield call("rows", SQL["postgres_replay_lsn"]))[0][0]
+        changed: bool = current != self.last
+        self.last = current
+        return changed
+
+
+# A standby's statements: the same, with a tail that polls the replay position.
+STANDBY_QUERIES = dataclasses.replace(QUERIES, wake=ReplayWake)

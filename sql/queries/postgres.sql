@@ -24,6 +24,14 @@ FROM evstore_append(:stream_id::text, :kind::text, :expected::bigint, :event_ids
 -- The schema this connection's unqualified names resolve to (the store's schema).
 SELECT current_schema()
 
+-- name: postgres_session
+-- The store's schema (as postgres_current_schema), and whether the server is a standby in recovery.
+SELECT current_schema(), pg_is_in_recovery()
+
+-- name: postgres_replay_lsn
+-- How far a standby has replayed the primary's WAL; a tail on a standby polls it (no LISTEN there).
+SELECT pg_last_wal_replay_lsn()::text
+
 -- name: postgres_listen
 -- Subscribe this connection to the NOTIFY of event_store_notify (migrations 0007, 0012).
 LISTEN evstore_event_store
@@ -215,6 +223,103 @@ WHERE position > :after
 ORDER BY position
 LIMIT :limit
 
+-- name: copy_table_exists
+-- evstore copy: one row when the destination has evstore_copy (migration 0016).
+SELECT 1 WHERE to_regclass('evstore_copy') IS NOT NULL
+
+-- name: copy_contents
+-- evstore copy: what a destination holds (streams, the highest position, subscriptions, snapshots).
+SELECT (SELECT count(*) FROM stream), (SELECT max(position) FROM event_store),
+       (SELECT count(*) FROM subscription), (SELECT count(*) FROM snapshot)
+
+-- name: copy_marker
+-- evstore copy: the copy this destination receives, if any (migration 0016).
+SELECT source, source_position, source_event_id, source_chain_digest, finished_at
+FROM evstore_copy
+
+-- name: copy_marker_start
+-- evstore copy: record which log this destination receives, and up to which position.
+INSERT INTO evstore_copy (source, source_position, source_event_id, source_chain_digest)
+VALUES (:source, :source_position, :source_event_id, :source_chain_digest)
+
+-- name: copy_marker_finish
+-- evstore copy: the copy is complete and verified.
+UPDATE evstore_copy SET finished_at = now() WHERE finished_at IS NULL
+
+-- name: copy_head
+-- evstore copy: the newest event's position, id and chain digest (no row for an empty log).
+SELECT position, event_id, chain_digest FROM event_store
+WHERE position = (SELECT max(position) FROM event_store)
+
+-- name: copy_event_at
+-- evstore copy: the id and chain digest of the event at a position.
+SELECT position, event_id, chain_digest FROM event_store WHERE position = :position
+
+-- name: copy_read_events
+-- evstore copy: a page of whole events in a position range, in position order.
+SELECT position, event_id, stream_id, version, event_type, payload, metadata, recorded_at,
+       content_digest, chain_digest
+FROM event_store
+WHERE position > :after AND position <= :through
+ORDER BY position
+LIMIT :limit
+
+-- name: copy_read_event_keys
+-- evstore copy: the same page without the documents, to compare source and destination.
+SELECT position, event_id, stream_id, version, event_type, recorded_at, content_digest,
+       chain_digest
+FROM event_store
+WHERE position > :after AND position <= :through
+ORDER BY position
+LIMIT :limit
+
+-- name: copy_read_streams
+-- evstore copy: every stream head, in stream order.
+SELECT stream_id, version, metadata, created_at, updated_at FROM stream ORDER BY stream_id
+
+-- name: copy_read_subscriptions
+-- evstore copy: every subscription, soft-deleted ones included, in id order.
+SELECT subscription_id, name, position, created_at, updated_at, deleted_at
+FROM subscription
+ORDER BY subscription_id
+
+-- name: copy_read_snapshots
+-- evstore copy: every snapshot, in stream and version order.
+SELECT stream_id, version, state, created_at FROM snapshot ORDER BY stream_id, version
+
+-- name: postgres_copy_session
+-- evstore copy: let this session's COPY into event_store past event_store_check_insert (0010).
+SELECT set_config('evstore.appending', 'on', false)
+
+-- name: postgres_copy_events_in
+-- evstore copy: load events with their positions and digests (COPY's text format).
+COPY event_store (position, event_id, stream_id, version, event_type, payload, metadata,
+                  recorded_at, content_digest, chain_digest)
+FROM STDIN
+
+-- name: postgres_copy_streams_in
+-- evstore copy: load stream heads (binary COPY).
+COPY stream (stream_id, version, metadata, created_at, updated_at) FROM STDIN (FORMAT BINARY)
+
+-- name: postgres_copy_subscriptions_in
+-- evstore copy: load subscriptions with their ids (binary COPY).
+COPY subscription (subscription_id, name, position, created_at, updated_at, deleted_at)
+FROM STDIN (FORMAT BINARY)
+
+-- name: postgres_copy_snapshots_in
+-- evstore copy: load snapshots (binary COPY).
+COPY snapshot (stream_id, version, state, created_at) FROM STDIN (FORMAT BINARY)
+
+-- name: postgres_copy_continue_positions
+-- evstore copy: the next append draws the position after the highest copied one.
+SELECT setval('event_store_position_seq', greatest(max(position), 1), max(position) IS NOT NULL)
+FROM event_store
+
+-- name: postgres_copy_continue_subscription_ids
+-- evstore copy: the next subscription gets the id after the highest copied one.
+SELECT setval('subscription_subscription_id_seq', greatest(max(subscription_id), 1),
+              max(subscription_id) IS NOT NULL)
+FROM subscription
 -- name: postgres_lock_group
 -- Serialise claims and resets of one consumer group until the transaction ends ("evgr", name).
 SELECT pg_advisory_xact_lock(1702258546, hashtext(:group_name))

@@ -249,6 +249,96 @@ WHERE position > :after
 ORDER BY position
 LIMIT :limit
 
+-- name: copy_table_exists
+-- evstore copy: one row when the destination has evstore_copy (migration 0016).
+SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'evstore_copy'
+
+-- name: copy_contents
+-- evstore copy: what a destination holds (streams, the highest position, subscriptions, snapshots).
+SELECT (SELECT count(*) FROM stream), (SELECT max(position) FROM event_store),
+       (SELECT count(*) FROM subscription), (SELECT count(*) FROM snapshot)
+
+-- name: copy_marker
+-- evstore copy: the copy this destination receives, if any (migration 0016).
+SELECT source, source_position, source_event_id, source_chain_digest, finished_at
+FROM evstore_copy
+
+-- name: copy_marker_start
+-- evstore copy: record which log this destination receives, and up to which position.
+INSERT INTO evstore_copy (source, source_position, source_event_id, source_chain_digest)
+VALUES (:source, :source_position, :source_event_id, :source_chain_digest)
+
+-- name: copy_marker_finish
+-- evstore copy: the copy is complete and verified; explicit positions are refused again.
+UPDATE evstore_copy SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+WHERE finished_at IS NULL
+
+-- name: copy_head
+-- evstore copy: the newest event's position, id and chain digest (no row for an empty log).
+SELECT position, event_id, chain_digest FROM event_store
+WHERE position = (SELECT max(position) FROM event_store)
+
+-- name: copy_event_at
+-- evstore copy: the id and chain digest of the event at a position.
+SELECT position, event_id, chain_digest FROM event_store WHERE position = :position
+
+-- name: copy_read_events
+-- evstore copy: a page of whole events in a position range, in position order.
+SELECT position, event_id, stream_id, version, event_type, payload, metadata, recorded_at,
+       content_digest, chain_digest
+FROM event_store
+WHERE position > :after AND position <= :through
+ORDER BY position
+LIMIT :limit
+
+-- name: copy_read_event_keys
+-- evstore copy: the same page without the documents, to compare source and destination.
+SELECT position, event_id, stream_id, version, event_type, recorded_at, content_digest,
+       chain_digest
+FROM event_store
+WHERE position > :after AND position <= :through
+ORDER BY position
+LIMIT :limit
+
+-- name: copy_read_streams
+-- evstore copy: every stream head, in stream order.
+SELECT stream_id, version, metadata, created_at, updated_at FROM stream ORDER BY stream_id
+
+-- name: copy_read_subscriptions
+-- evstore copy: every subscription, soft-deleted ones included, in id order.
+SELECT subscription_id, name, position, created_at, updated_at, deleted_at
+FROM subscription
+ORDER BY subscription_id
+
+-- name: copy_read_snapshots
+-- evstore copy: every snapshot, in stream and version order.
+SELECT stream_id, version, state, created_at FROM snapshot ORDER BY stream_id, version
+
+-- name: sqlite_copy_read_begin
+-- evstore copy: a read transaction on the source, so every read sees one moment of the file.
+BEGIN DEFERRED
+
+-- name: sqlite_copy_insert_event
+-- evstore copy: store an event with its position, admitted while evstore_copy is unfinished (0016).
+INSERT INTO event_store (position, event_id, stream_id, version, event_type, payload, metadata,
+                         recorded_at, content_digest, chain_digest)
+VALUES (:position, :event_id, :stream_id, :version, :event_type, :payload, :metadata,
+        :recorded_at, :content_digest, :chain_digest)
+
+-- name: sqlite_copy_insert_stream
+-- evstore copy: store a stream head as the source has it.
+INSERT INTO stream (stream_id, version, metadata, created_at, updated_at)
+VALUES (:stream_id, :version, :metadata, :created_at, :updated_at)
+
+-- name: sqlite_copy_insert_subscription
+-- evstore copy: store a subscription with its id (AUTOINCREMENT goes on after the highest).
+INSERT INTO subscription (subscription_id, name, position, created_at, updated_at, deleted_at)
+VALUES (:subscription_id, :name, :position, :created_at, :updated_at, :deleted_at)
+
+-- name: sqlite_copy_insert_snapshot
+-- evstore copy: store a snapshot as the source has it.
+INSERT INTO snapshot (stream_id, version, state, created_at)
+VALUES (:stream_id, :version, :state, :created_at)
 -- name: claim_group_member
 -- Take or renew a member's lease: granted when free, expired, or already this holder's.
 INSERT INTO consumer_group_lease (group_name, member, group_size, holder, expires_at)

@@ -1,0 +1,2 @@
+-- Drop evstore_copy.
+DROP TABLE evstore_copy;
