@@ -120,7 +120,12 @@ def relay_cli(db: str, stream: str, *extra: str, nats_url: str = NATS_URL,
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=timeout)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()  # never leave a relay behind a failed test
+        process.communicate()
+        raise
     return process.returncode, out, err
 
 
