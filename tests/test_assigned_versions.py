@@ -137,17 +137,24 @@ def test_the_binary_envelope_is_reserved(store: evstore.Store) -> None:
     assert [e.data for e in store.read_stream("b")] == [{"$bytes": "AAAA", "other": 1}]
 
 
+def through_0014(store: evstore.Store) -> int:
+    """How many migrations a rollback must undo to undo 0014 (later ones come first)."""
+    applied = [s.id for s in store.status() if s.applied]
+    return len(applied) - next(i for i, m in enumerate(applied) if m.startswith("0014"))
+
+
 def test_rollback_of_0014_refuses_while_a_stream_starts_at_zero(store: evstore.Store) -> None:
     store.append("z", at(0))
     with pytest.raises(evstore.MigrationFailed):
-        store.rollback(count=1)
-    assert [s.id for s in store.status() if s.applied][-1].startswith("0014")
+        store.rollback(count=through_0014(store))
+    assert any(s.id.startswith("0014") for s in store.status() if s.applied)
+    store.migrate()
     assert store.append("z", at(1))[0].version == 1
 
 
 def test_rollback_and_reapply_of_0014(store: evstore.Store) -> None:
     store.append("s", at(1, 2))
-    assert store.rollback(count=1)[0].startswith("0014")
+    assert store.rollback(count=through_0014(store))[-1].startswith("0014")
     with pytest.raises(evstore.EvstoreError):
         store.append("z", at(0))  # the CHECK of 0001 is back
     assert store.stream_version("z") is None
